@@ -1,0 +1,1 @@
+"""Shared core of the distillation toolkit: arguments, data, models, the trainer loop."""

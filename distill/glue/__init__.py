@@ -1,0 +1,1 @@
+"""GLUE: task table, data readers, metrics and the test-server submission writer."""

@@ -1,0 +1,51 @@
+"""GLUE test-server files: `<Task>.tsv` with header `index\tprediction`, one row per test example
+in test-file order. Digits for CoLA/SST-2/MRPC/QQP/WNLI, label words for MNLI/QNLI/RTE/AX,
+STS-B scores clipped to [0, 5] with 3 decimals (../shared/specs/CONVENTIONS.md)."""
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import numpy as np
+
+from distill.glue.tasks import AX_SUBMISSION, GLUE_TASKS, GlueTask
+from distill.io_utils import atomic_write_text
+
+SUBMISSION_HEADER = "index\tprediction"
+
+
+def format_predictions(task: GlueTask, preds: np.ndarray) -> list[str]:
+    """The `prediction` column: clipped floats, label words or digits as the server expects."""
+    if task.is_regression:
+        # `+ 0.0` turns -0.0 (max(-0.0, 0.0) keeps it) into 0.0, which prints "0.000" not "-0.000"
+        return [f"{min(max(float(p), 0.0), 5.0) + 0.0:.3f}" for p in preds]
+    if task.label_words_in_submission:
+        return [task.labels[int(p)] for p in preds]
+    return [str(int(p)) for p in preds]
+
+
+def write_submission_file(path: str, index: Sequence[str], predictions: Sequence[str]) -> None:
+    if len(index) != len(predictions):
+        raise ValueError(f"{path}: {len(index)} test rows but {len(predictions)} predictions")
+    lines = [SUBMISSION_HEADER] + [f"{i}\t{p}" for i, p in zip(index, predictions)]
+    atomic_write_text(path, "\n".join(lines) + "\n")
+
+
+def write_task_submission(output_dir: str, file_name: str, task: GlueTask, index: Sequence[str],
+                          preds: np.ndarray) -> str:
+    path = os.path.join(output_dir, file_name)
+    write_submission_file(path, index, format_predictions(task, preds))
+    return path
+
+
+def expected_submission_files() -> dict[str, tuple[GlueTask, int]]:
+    """The eleven GLUE server files in submission order: file name -> (task that predicts it, rows).
+
+    AX is predicted by the MNLI model, so it carries the MNLI task (and its label words).
+    """
+    files: dict[str, tuple[GlueTask, int]] = {}
+    for task in GLUE_TASKS.values():
+        for name, rows in zip(task.submission_files, task.submission_rows):
+            files[name] = (task, rows)
+    files[AX_SUBMISSION[0]] = (GLUE_TASKS["mnli"], AX_SUBMISSION[1])
+    return files

@@ -1,0 +1,64 @@
+"""The loss interface between a method and the trainer loop.
+
+An objective turns one micro-batch into *unweighted sums* of named loss terms, and says over how
+many items each term is averaged. The trainer adds up the counts of all micro-batches of an
+optimizer step (and of all processes) first, then back-propagates Σ_k w_k · sum_k / count_k per
+micro-batch. That makes gradient accumulation exactly equal to one big batch, also when micro-batches
+differ in size (the last one of an epoch, or token-level losses with varying numbers of tokens).
+"""
+from __future__ import annotations
+
+import torch
+
+from losses import get_loss
+
+
+class Objective:
+    """Base class: subclasses fill `weights` and implement `counts` and `loss_sums`."""
+
+    #: term name -> weight in the total loss (terms of weight 0 are still computed and logged)
+    weights: dict[str, float]
+
+    def counts(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        """How many items each term averages over in this micro-batch (known before the forward)."""
+        raise NotImplementedError
+
+    def loss_sums(self, batch, student_outputs, teacher_outputs) -> dict[str, torch.Tensor]:
+        """Unweighted per-term sums over this micro-batch's items (scalars with gradient)."""
+        raise NotImplementedError
+
+    def eval_loss_sum(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Summed task loss on gold labels, for `eval_loss`."""
+        raise NotImplementedError
+
+
+class SequenceClassificationObjective(Objective):
+    """Hinton KD for sequence classification and regression (METHODS.md §1):
+
+        L = α_kd · τ² · KL(p_t^τ ‖ p_s^τ) + (1 − α_kd) · CE(s, y)        (classification)
+        L = α_kd · MSE(s, t)               + (1 − α_kd) · MSE(s, y)       (regression, STS-B)
+
+    Without a teacher it is plain fine-tuning: L = CE (or MSE).
+    """
+
+    def __init__(self, is_regression: bool, has_teacher: bool, alpha_kd: float = 1.0, temperature: float = 1.0):
+        self.task_term = "mse" if is_regression else "ce"
+        self.task_loss = get_loss(self.task_term)
+        self.kd_loss = get_loss("kd_mse" if is_regression else "kd")
+        self.temperature = temperature
+        self.has_teacher = has_teacher
+        self.weights = {self.task_term: 1.0 - alpha_kd, "kd": alpha_kd} if has_teacher else {self.task_term: 1.0}
+
+    def counts(self, batch):
+        n = float(batch["labels"].shape[0])
+        return {name: n for name in self.weights}
+
+    def loss_sums(self, batch, student_outputs, teacher_outputs):
+        logits = student_outputs.logits  # (B, C)
+        sums = {self.task_term: self.task_loss(logits, batch["labels"]).sum()}
+        if self.has_teacher:
+            sums["kd"] = self.kd_loss(logits, teacher_outputs.logits, self.temperature).sum()
+        return sums
+
+    def eval_loss_sum(self, logits, labels):
+        return self.task_loss(logits, labels).sum()

@@ -1,0 +1,350 @@
+"""The one training loop every method runs on.
+
+Methods plug in through three small interfaces instead of copies of this loop:
+- an `Objective` (distill/objective.py): named loss terms from one micro-batch;
+- a teacher strategy (distill/teacher.py): the teacher's outputs, and its own update, if it learns,
+  once per optimizer step;
+- a model transform (optional): `export(model)` gives the plain model to save (e.g. contracting an
+  over-parameterised student back to dense layers).
+
+accelerate gives devices, DDP, mixed precision and loss scaling; the batch order, gradient
+accumulation and loss normalisation are ours (see distill/objective.py for why).
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import shutil
+import time
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from accelerate.utils import gather_object, set_seed
+from tqdm.auto import tqdm
+from transformers import get_scheduler
+
+from distill.args import TrainingArguments
+from distill.batching import PaddingCollator, TokenizedDataset, TrainBatchOrder, eval_batches
+from distill.checkpoint import (TrainerState, list_checkpoints, load_training_state, rng_state,
+                                rotate_checkpoints, save_checkpoint, set_rng_state)
+from distill.io_utils import atomic_write_json
+from distill.modeling import forward_input_names, model_inputs
+from distill.objective import Objective
+
+logger = logging.getLogger(__name__)
+BEST_DIR = "best_checkpoint"
+
+
+def make_accelerator(args: TrainingArguments) -> Accelerator:
+    if args.fp16 and not torch.cuda.is_available():
+        from distill.errors import UsageError
+        raise UsageError("--fp16 needs a CUDA GPU; on the CPU use --bf16 or full precision")
+    precision = "fp16" if args.fp16 else "bf16" if args.bf16 else "no"
+    return Accelerator(mixed_precision=precision, cpu=args.use_cpu)
+
+
+class DistillationTrainer:
+    def __init__(self, *, args: TrainingArguments, accelerator: Accelerator, student: torch.nn.Module,
+                 objective: Objective, collator: PaddingCollator, train_dataset: TokenizedDataset | None = None,
+                 eval_datasets: dict[str, TokenizedDataset] | None = None, teacher=None,
+                 compute_metrics: Callable[[np.ndarray, np.ndarray], dict] | None = None,
+                 main_metric: str = "accuracy", greater_is_better: bool = True, tokenizer=None,
+                 model_transform=None, group_by_length: bool = True):
+        self.args = args
+        self.accelerator = accelerator
+        self.objective = objective
+        self.collator = collator
+        self.train_dataset = train_dataset
+        self.eval_datasets = eval_datasets or {}
+        self.teacher = teacher
+        self.compute_metrics = compute_metrics
+        self.main_metric = main_metric
+        self.greater_is_better = greater_is_better
+        self.tokenizer = tokenizer
+        self.model_transform = model_transform
+        self.group_by_length = group_by_length
+        self.state = TrainerState()
+        self.student = student.to(accelerator.device)
+        self.student_inputs = forward_input_names(student)
+        self.optimizer = self.scheduler = None
+        self.tb_writer = None
+
+    # ------------------------------------------------------------------ setup
+    def _build_optimizer(self, total_steps: int) -> None:
+        args = self.args
+        decay, no_decay = [], []
+        for name, p in self.student.named_parameters():
+            if p.requires_grad:
+                # HF convention: no weight decay on biases and LayerNorm weights.
+                (no_decay if p.ndim < 2 else decay).append(p)
+        groups = [{"params": decay, "weight_decay": args.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        optimizer = torch.optim.AdamW(groups, lr=args.learning_rate, betas=(args.adam_beta1, args.adam_beta2),
+                                      eps=args.adam_epsilon)
+        self.student, self.optimizer = self.accelerator.prepare(self.student, optimizer)
+        warmup = args.warmup_steps or math.ceil(args.warmup_ratio * total_steps)
+        # Not passed to prepare(): a prepared scheduler steps once per process per optimizer step.
+        self.scheduler = get_scheduler(args.lr_scheduler_type, self.optimizer, num_warmup_steps=warmup,
+                                       num_training_steps=total_steps)
+
+    def _log(self, logs: dict, step: int) -> None:
+        entry = {**{k: round(v, 6) if isinstance(v, float) else v for k, v in logs.items()}, "step": step}
+        self.state.log_history.append(entry)
+        if self.tb_writer is not None:
+            for key, value in logs.items():
+                if isinstance(value, (int, float)):
+                    self.tb_writer.add_scalar(key, value, step)
+
+    @property
+    def unwrapped_student(self):
+        return self.accelerator.unwrap_model(self.student)
+
+    def _model_to_save(self):
+        model = self.unwrapped_student
+        return self.model_transform.export(model) if self.model_transform is not None else model
+
+    # ------------------------------------------------------------------ one optimizer step
+    def _to_device(self, batch: dict) -> dict:
+        return {k: v.to(self.accelerator.device) for k, v in batch.items()}
+
+    def optimizer_step(self, micro_batches: list[dict]) -> dict[str, float]:
+        """Forward/backward over the micro-batches of one optimizer step, then one update.
+
+        Each term is divided by its item count over the WHOLE step (all micro-batches, all
+        processes), so accumulation equals one big batch. Returns the step's logs.
+        """
+        acc = self.accelerator
+        local = {k: sum(self.objective.counts(b)[k] for b in micro_batches) for k in self.objective.weights}
+        counts = acc.reduce(torch.tensor(list(local.values()), device=acc.device, dtype=torch.float64), "sum")
+        counts = dict(zip(local, counts.clamp(min=1).tolist()))
+        logs = self.teacher.before_optimizer_step(self, micro_batches) if self.teacher is not None else {}
+        self.student.train()
+        sums = {k: torch.zeros((), device=acc.device, dtype=torch.float64) for k in self.objective.weights}
+        for i, batch in enumerate(micro_batches):
+            last = i == len(micro_batches) - 1
+            # Skip DDP's gradient all-reduce on all but the last micro-batch.
+            sync = contextlib.nullcontext() if last else acc.no_sync(self.student)
+            with sync:
+                student_out = self.student(**model_inputs(batch, self.student_inputs))
+                teacher_out = self.teacher.outputs(batch) if self.teacher is not None else None
+                terms = self.objective.loss_sums(batch, student_out, teacher_out)
+                # DDP averages gradients over processes; the counts are global, so scale back up.
+                loss = sum(w * terms[k] / counts[k] for k, w in self.objective.weights.items() if w != 0.0)
+                acc.backward(loss * acc.num_processes)
+            for k in sums:
+                sums[k] += terms[k].detach().double()
+        if self.args.max_grad_norm and self.args.max_grad_norm > 0:
+            grad_norm = acc.clip_grad_norm_(self.student.parameters(), self.args.max_grad_norm)
+            logs["grad_norm"] = float(grad_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        sums = acc.reduce(torch.stack(list(sums.values())), "sum").tolist()
+        total = 0.0
+        for (k, w), s in zip(self.objective.weights.items(), sums):
+            mean = s / counts[k]
+            logs[f"loss/{k}"] = mean
+            logs[f"loss/{k}_weighted"] = w * mean
+            total += w * mean
+        logs["loss/total"] = total
+        logs["learning_rate"] = self.scheduler.get_last_lr()[0]
+        return logs
+
+    # ------------------------------------------------------------------ training
+    def train(self, resume_from: str | None = None) -> dict:
+        args, acc = self.args, self.accelerator
+        order = TrainBatchOrder(self.train_dataset.lengths, args.per_device_train_batch_size, args.seed,
+                                group_by_length=self.group_by_length, world_size=acc.num_processes,
+                                rank=acc.process_index)
+        steps_per_epoch = math.ceil(order.num_batches() / args.gradient_accumulation_steps)
+        if args.max_steps > 0:
+            total_steps = args.max_steps
+        else:
+            total_steps = max(1, math.ceil(args.num_train_epochs * steps_per_epoch))
+        num_epochs = math.ceil(total_steps / steps_per_epoch)
+        self._build_optimizer(total_steps)
+        if resume_from:
+            self._resume(resume_from)
+        if acc.is_main_process and args.report_to == "tensorboard":
+            from torch.utils.tensorboard import SummaryWriter
+            self.tb_writer = SummaryWriter(args.logging_dir or os.path.join(args.output_dir, "runs"))
+        strategy = args.resolved_eval_strategy()
+        logger.info("training: %d examples, %d epochs, %d optimizer steps, global batch %d", len(self.train_dataset),
+                    num_epochs, total_steps,
+                    args.per_device_train_batch_size * acc.num_processes * args.gradient_accumulation_steps)
+        bar = tqdm(total=total_steps, initial=self.state.global_step, desc="train",
+                   disable=args.disable_tqdm or not acc.is_local_main_process)
+        start, steps_run, loss_sum, window = time.time(), 0, 0.0, []
+        first_epoch = self.state.global_step // steps_per_epoch
+        for epoch in range(first_epoch, num_epochs):
+            batches = order.epoch_batches(epoch)
+            steps = [batches[i:i + args.gradient_accumulation_steps]
+                     for i in range(0, len(batches), args.gradient_accumulation_steps)]
+            done_in_epoch = self.state.global_step - epoch * steps_per_epoch
+            for step_batches in steps[done_in_epoch:]:
+                if self.state.global_step >= total_steps:
+                    break
+                micro = [self._to_device(self.collator([self.train_dataset[i] for i in idx])) for idx in step_batches]
+                logs = self.optimizer_step(micro)
+                self.state.global_step += 1
+                self.state.epoch = self.state.global_step / steps_per_epoch
+                steps_run += 1
+                loss_sum += logs["loss/total"]
+                window.append(logs)
+                bar.update(1)
+                bar.set_postfix(loss=f"{logs['loss/total']:.4f}")
+                step = self.state.global_step
+                if step % args.logging_steps == 0 or step == total_steps:
+                    self._log({k: float(np.mean([w[k] for w in window])) for k in window[-1]}
+                              | {"epoch": round(self.state.epoch, 4)}, step)
+                    window = []
+                end_of_epoch = step % steps_per_epoch == 0
+                should_eval = strategy != "no" and self.eval_datasets and (
+                    (strategy == "steps" and step % args.eval_steps == 0)
+                    or (strategy == "epoch" and end_of_epoch) or step == total_steps)
+                if should_eval:
+                    self._evaluate_and_track_best()
+                save_every = args.save_steps or (args.eval_steps if strategy == "steps" else None)
+                if (save_every and step % save_every == 0) or (not save_every and end_of_epoch) or step == total_steps:
+                    self._save_checkpoint()
+        bar.close()
+        runtime = time.time() - start
+        self._finish_training()
+        metrics = {"train_runtime": round(runtime, 3), "train_samples": len(self.train_dataset),
+                   "train_steps_per_second": round(steps_run / max(runtime, 1e-9), 3),
+                   "train_loss": loss_sum / max(steps_run, 1), "epoch": round(self.state.epoch, 4),
+                   "total_optimizer_steps": self.state.global_step}
+        if self.tb_writer is not None:
+            self.tb_writer.close()
+        return metrics
+
+    def _evaluate_and_track_best(self) -> None:
+        metrics = self.evaluate()
+        self._log(metrics, self.state.global_step)
+        value = metrics[f"eval_{self.main_metric}"]
+        best = self.state.best_metric
+        if best is None or (value > best if self.greater_is_better else value < best):
+            self.state.best_metric, self.state.best_step = value, self.state.global_step
+            if self.accelerator.is_main_process:
+                tmp = os.path.join(self.args.output_dir, BEST_DIR + ".tmp")
+                shutil.rmtree(tmp, ignore_errors=True)
+                self._model_to_save().save_pretrained(tmp)
+                from distill.io_utils import replace_dir
+                replace_dir(tmp, os.path.join(self.args.output_dir, BEST_DIR))
+        logger.info("step %d: %s = %.4f (best %.4f at step %d)", self.state.global_step, self.main_metric, value,
+                    self.state.best_metric, self.state.best_step)
+
+    def _save_checkpoint(self) -> None:
+        acc = self.accelerator
+        acc.wait_for_everyone()
+        if acc.is_main_process:
+            path = os.path.join(self.args.output_dir, f"checkpoint-{self.state.global_step}")
+            save_checkpoint(path, model=self._model_to_save(), tokenizer=self.tokenizer, optimizer=self.optimizer,
+                            scheduler=self.scheduler, state=self.state,
+                            teacher_state=self.teacher.state_dict() if self.teacher is not None else {},
+                            process_rng=rng_state())
+            rotate_checkpoints(self.args.output_dir, self.args.save_total_limit)
+        acc.wait_for_everyone()
+
+    def _resume(self, path: str) -> None:
+        from safetensors.torch import load_file
+        training, state = load_training_state(path)
+        weights = os.path.join(path, "model.safetensors")
+        self.unwrapped_student.load_state_dict(load_file(weights), strict=False)
+        self.optimizer.load_state_dict(training["optimizer"])
+        self.scheduler.load_state_dict(training["scheduler"])
+        if self.teacher is not None:
+            self.teacher.load_state_dict(training["teacher"])
+        set_rng_state(training["rng"])
+        self.state = state
+        logger.info("resumed from %s at step %d", path, state.global_step)
+
+    def _finish_training(self) -> None:
+        """Load the best evaluated weights (if any) back into the student; drop the holding copy."""
+        best_dir = os.path.join(self.args.output_dir, BEST_DIR)
+        self.accelerator.wait_for_everyone()
+        if self.state.best_step is not None and os.path.isdir(best_dir):
+            from safetensors.torch import load_file
+            self.unwrapped_student.load_state_dict(load_file(os.path.join(best_dir, "model.safetensors")), strict=False)
+            logger.info("loaded the best model (step %d, %s = %.4f)", self.state.best_step, self.main_metric,
+                        self.state.best_metric)
+
+    # ------------------------------------------------------------------ evaluation and saving
+    @torch.no_grad()
+    def predict(self, dataset: TokenizedDataset) -> np.ndarray:
+        """Logits for every example of `dataset`, in dataset order, gathered across processes."""
+        acc = self.accelerator
+        model = self.student
+        model.eval()
+        ids, outputs = [], []
+        for idx in eval_batches(dataset.lengths, self.args.per_device_eval_batch_size, acc.num_processes,
+                                acc.process_index):
+            batch = self._to_device(self.collator([dataset[i] for i in idx]))
+            with acc.autocast():
+                logits = model(**model_inputs(batch, self.student_inputs)).logits
+            outputs.append(logits.float().cpu().numpy())
+            ids.extend(idx)
+        local = list(zip(ids, np.concatenate(outputs) if outputs else []))
+        pairs = gather_object(local) if acc.num_processes > 1 else local
+        pairs.sort(key=lambda p: p[0])
+        assert [p[0] for p in pairs] == list(range(len(dataset))), "every example must be predicted exactly once"
+        return np.stack([p[1] for p in pairs])
+
+    def evaluate(self) -> dict[str, float]:
+        """`eval_<metric><suffix>` for every eval set (MNLI: matched "" and mismatched "_mm")."""
+        metrics = {}
+        for suffix, dataset in self.eval_datasets.items():
+            logits = self.predict(dataset)
+            labels = np.asarray(dataset.columns["labels"])
+            loss = self.objective.eval_loss_sum(torch.from_numpy(logits), torch.from_numpy(labels)).item()
+            values = {"loss": loss / len(labels), **self.compute_metrics(logits, labels)}
+            metrics.update({f"eval_{k}{suffix}": v for k, v in values.items()})
+            metrics[f"eval_samples{suffix}"] = len(labels)
+        return metrics
+
+    def save_model(self, output_dir: str | None = None) -> None:
+        """The student as a plain Hugging Face model dir (plus tokenizer), and trainer_state.json."""
+        output_dir = output_dir or self.args.output_dir
+        self.accelerator.wait_for_everyone()
+        if self.accelerator.is_main_process:
+            tmp = os.path.join(output_dir, ".model.tmp")
+            shutil.rmtree(tmp, ignore_errors=True)
+            self._model_to_save().save_pretrained(tmp)
+            if self.tokenizer is not None:
+                self.tokenizer.save_pretrained(tmp)
+            for name in os.listdir(tmp):  # file by file rename: each file is either old or new
+                os.replace(os.path.join(tmp, name), os.path.join(output_dir, name))
+            os.rmdir(tmp)
+            self.state.save(os.path.join(output_dir, "trainer_state.json"))
+            shutil.rmtree(os.path.join(output_dir, BEST_DIR), ignore_errors=True)
+
+    def save_metrics(self, split: str, metrics: dict) -> None:
+        """`<split>_results.json`, merged into `all_results.json` (HF layout)."""
+        if not self.accelerator.is_main_process:
+            return
+        atomic_write_json(os.path.join(self.args.output_dir, f"{split}_results.json"), metrics)
+        all_path = os.path.join(self.args.output_dir, "all_results.json")
+        merged = {}
+        if os.path.isfile(all_path):
+            import json
+            with open(all_path, encoding="utf-8") as f:
+                merged = json.load(f)
+        atomic_write_json(all_path, merged | metrics)
+
+
+def seed_everything(seed: int) -> None:
+    set_seed(seed)
+
+
+def setup_logging() -> None:
+    """Our INFO logs; transformers' own chatter (weight-loading bars, notices) only when it matters."""
+    import transformers
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    transformers.utils.logging.set_verbosity_warning()
+    transformers.utils.logging.disable_progress_bar()
+
+
+__all__ = ["DistillationTrainer", "make_accelerator", "seed_everything", "list_checkpoints"]

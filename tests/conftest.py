@@ -1,0 +1,36 @@
+"""Shared fixtures: a word-level tokenizer, tiny BERTs and a toy GLUE task, all made locally."""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing in the suite may reach the network
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FIXTURES = os.path.join(REPO_ROOT, "tests", "fixtures", "glue_data")
+SHARED_GLUE = os.path.join(REPO_ROOT, "..", "shared", "data", "glue_data")
+
+
+@pytest.fixture(scope="session")
+def toy(tmp_path_factory):
+    """Paths of a toy tokenizer, a 2-layer teacher, a 1-layer student and a toy SST-2 task folder.
+
+    Dropout is off so that runs are comparable step by step in the exactness tests.
+    """
+    from distill.toy import build_bert, build_tokenizer, write_toy_sst2
+
+    root = tmp_path_factory.mktemp("toy")
+    tok = build_tokenizer(str(root / "tokenizer"))
+    dims = dict(hidden=32, heads=2, intermediate=64)
+    paths = {
+        "root": root,
+        "tokenizer": str(root / "tokenizer"),
+        "teacher": build_bert(str(root / "teacher"), tok, layers=2, seed=1, **dims),
+        "student": build_bert(str(root / "student"), tok, layers=1, seed=2, **dims),
+        "teacher4": build_bert(str(root / "teacher4"), tok, layers=4, seed=3, **dims),
+        "task": write_toy_sst2(str(root / "SST-2"), n_train=96, n_dev=40, n_test=24, seed=0),
+    }
+    return paths

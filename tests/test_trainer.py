@@ -1,0 +1,126 @@
+"""The shared loop: gradient accumulation equals one big batch, batch order, teacher isolation."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from transformers import AutoTokenizer, BertForSequenceClassification
+
+from distill.args import TrainingArguments
+from distill.batching import PaddingCollator, TokenizedDataset, TrainBatchOrder, eval_batches
+from distill.objective import SequenceClassificationObjective
+from distill.teacher import FrozenTeacher
+from distill.trainer import DistillationTrainer, make_accelerator
+
+
+def _no_dropout(path):
+    return BertForSequenceClassification.from_pretrained(path, hidden_dropout_prob=0.0,
+                                                         attention_probs_dropout_prob=0.0)
+
+
+def _dataset(toy, n=8):
+    tok = AutoTokenizer.from_pretrained(toy["tokenizer"])
+    from distill.toy import toy_sentence
+    import random
+    rng = random.Random(0)
+    texts, labels = zip(*[toy_sentence(rng) for _ in range(n)])
+    enc = tok(list(texts), truncation=True, max_length=64, return_token_type_ids=True)
+    return TokenizedDataset({**{k: enc[k] for k in ("input_ids", "attention_mask", "token_type_ids")},
+                             "labels": list(labels)}), tok
+
+
+def _gradients_of_one_step(toy, micro_sizes, with_teacher, tmp_path):
+    torch.manual_seed(0)
+    dataset, tok = _dataset(toy, sum(micro_sizes))
+    args = TrainingArguments(output_dir=str(tmp_path), report_to="none", disable_tqdm=True, max_grad_norm=0.0)
+    acc = make_accelerator(args)
+    teacher = FrozenTeacher(_no_dropout(toy["teacher"]), acc) if with_teacher else None
+    trainer = DistillationTrainer(
+        args=args, accelerator=acc, student=_no_dropout(toy["student"]),
+        objective=SequenceClassificationObjective(False, with_teacher, alpha_kd=0.7, temperature=2.0),
+        collator=PaddingCollator(tok.pad_token_id), teacher=teacher)
+    trainer._build_optimizer(total_steps=10)
+    captured = {}
+    original_step = trainer.optimizer.step
+
+    def recording_step(*a, **k):  # grab the gradients the optimizer is about to use
+        for name, p in trainer.unwrapped_student.named_parameters():
+            captured[name] = p.grad.detach().clone()
+        if teacher is not None:
+            captured["teacher_grads"] = [p.grad for p in teacher.model.parameters()]
+        return original_step(*a, **k)
+
+    trainer.optimizer.step = recording_step
+    bounds = np.cumsum([0, *micro_sizes])
+    micro = [PaddingCollator(tok.pad_token_id)([dataset[i] for i in range(a, b)]) for a, b in zip(bounds, bounds[1:])]
+    logs = trainer.optimizer_step(micro)
+    return captured, logs
+
+
+@pytest.mark.parametrize("with_teacher", [False, True])
+@pytest.mark.parametrize("micro_sizes", [[4, 4], [3, 5], [2, 2, 2, 2]])
+def test_accumulation_gives_the_gradient_of_one_big_batch(toy, tmp_path, micro_sizes, with_teacher):
+    big, big_logs = _gradients_of_one_step(toy, [8], with_teacher, tmp_path / "big")
+    acc, acc_logs = _gradients_of_one_step(toy, micro_sizes, with_teacher, tmp_path / "acc")
+    names = [n for n in big if n != "teacher_grads"]
+    assert names
+    for name in names:
+        torch.testing.assert_close(acc[name], big[name], rtol=1e-4, atol=1e-6, msg=name)
+    for key in ("loss/total", "loss/ce", "loss/kd") if with_teacher else ("loss/total", "loss/ce"):
+        assert acc_logs[key] == pytest.approx(big_logs[key], rel=1e-5)
+    if with_teacher:  # a frozen teacher never accumulates gradient
+        assert all(g is None for g in big["teacher_grads"])
+        assert big_logs["loss/total"] == pytest.approx(0.7 * big_logs["loss/kd"] + 0.3 * big_logs["loss/ce"])
+
+
+def test_frozen_teacher_runs_in_eval_mode_without_graph(toy):
+    args = TrainingArguments(output_dir="unused", report_to="none")
+    model = _no_dropout(toy["teacher"]).train()
+    teacher = FrozenTeacher(model, make_accelerator(args))
+    assert not teacher.model.training and not any(p.requires_grad for p in teacher.model.parameters())
+    dataset, tok = _dataset(toy, 3)
+    out = teacher.outputs(PaddingCollator(tok.pad_token_id)([dataset[i] for i in range(3)]))
+    assert out.logits.grad_fn is None and not out.logits.is_inference()
+
+
+def test_teacher_gets_token_type_ids_even_when_student_takes_none(toy):
+    """A BERT teacher keeps its segment ids although a DistilBERT-like student does not accept them."""
+    from distill.modeling import forward_input_names, model_inputs
+    batch = {"input_ids": torch.ones(1, 3, dtype=torch.long), "attention_mask": torch.ones(1, 3),
+             "token_type_ids": torch.zeros(1, 3, dtype=torch.long), "labels": torch.zeros(1), "example_id": torch.zeros(1)}
+    teacher_keys = model_inputs(batch, forward_input_names(_no_dropout(toy["teacher"])))
+    student_keys = model_inputs(batch, {"input_ids", "attention_mask"})  # DistilBERT's forward
+    assert "token_type_ids" in teacher_keys and "token_type_ids" not in student_keys
+    assert "labels" not in teacher_keys and "example_id" not in teacher_keys
+
+
+def test_length_grouped_order_covers_every_example_once_and_is_reproducible():
+    lengths = np.random.default_rng(0).integers(5, 100, size=203).tolist()
+    order = TrainBatchOrder(lengths, batch_size=8, seed=3, group_by_length=True)
+    epoch0 = order.epoch_batches(0)
+    flat = sorted(i for b in epoch0 for i in b)
+    assert flat == list(range(203)) and len(epoch0) == order.num_batches() == 26
+    assert epoch0 == order.epoch_batches(0)  # depends only on (seed, epoch)
+    assert epoch0 != order.epoch_batches(1)
+    # grouping: the mean within-batch length spread is far below that of random batches
+    spread = np.mean([np.ptp([lengths[i] for i in b]) for b in epoch0])
+    random_spread = np.mean([np.ptp([lengths[i] for i in b]) for b in
+                             TrainBatchOrder(lengths, 8, 3, group_by_length=False).epoch_batches(0)])
+    assert spread < 0.3 * random_spread
+    assert max(lengths[i] for i in epoch0[0]) == max(lengths)  # longest batch first
+
+
+@pytest.mark.parametrize("group", [True, False])
+def test_two_process_split_is_the_one_process_batch(group):
+    lengths = list(range(1, 43))  # 42 = 5 global batches of 8 + one of 2 (1 per process)
+    single = TrainBatchOrder(lengths, batch_size=8, seed=0, group_by_length=group).epoch_batches(2)
+    ranks = [TrainBatchOrder(lengths, 4, 0, group, world_size=2, rank=r).epoch_batches(2) for r in (0, 1)]
+    assert len(ranks[0]) == len(ranks[1]) == len(single)
+    for one, a, b in zip(single, *ranks):
+        assert sorted(one) == sorted(a + b) and a and b
+
+
+def test_eval_batches_split_every_example_exactly_once():
+    lengths = np.random.default_rng(1).integers(1, 50, size=37).tolist()
+    shards = [i for r in range(3) for b in eval_batches(lengths, 5, world_size=3, rank=r) for i in b]
+    assert sorted(shards) == list(range(37))
