@@ -19,7 +19,7 @@ from distill.checkpoint import resolve_resume
 from distill.errors import UsageError
 from distill.glue.pipeline import LabelOrder, load_data, make_compute_metrics, tokenize, write_test_predictions
 from distill.modeling import (check_max_length, check_same_vocabulary, check_teacher_labels, load_classifier,
-                              load_tokenizer, resolve_label_order)
+                              load_source_config, load_teacher, load_tokenizer, resolve_label_order)
 from distill.objective import SequenceClassificationObjective
 from distill.teacher import FrozenTeacher
 from distill.trainer import DistillationTrainer, make_accelerator, seed_everything, setup_logging
@@ -50,10 +50,8 @@ def run(argv: list[str] | None = None) -> dict:
     # ---- models
     tokenizer = load_tokenizer(model_args.tokenizer_name or model_args.model_name_or_path, model_args.cache_dir,
                                model_args.trust_remote_code)
-    from transformers import AutoConfig
-    source_config = AutoConfig.from_pretrained(model_args.config_name or model_args.model_name_or_path,
-                                               cache_dir=model_args.cache_dir,
-                                               trust_remote_code=model_args.trust_remote_code)
+    source_config = load_source_config(model_args.config_name or model_args.model_name_or_path,
+                                       model_args.cache_dir, model_args.trust_remote_code)
     student_order = resolve_label_order(source_config, task.labels) if not task.is_regression else []
     student = load_classifier(model_args.model_name_or_path, task.num_labels, student_order,
                               config_name=model_args.config_name, cache_dir=model_args.cache_dir,
@@ -61,8 +59,7 @@ def run(argv: list[str] | None = None) -> dict:
     check_max_length(student, data_args.max_seq_length, "student")
     teacher = None
     if model_args.teacher_model and train_args.do_train:
-        teacher_model = load_classifier(model_args.teacher_model, task.num_labels, None,
-                                        cache_dir=model_args.cache_dir, trust_remote_code=model_args.trust_remote_code)
+        teacher_model = load_teacher(model_args.teacher_model, model_args.cache_dir, model_args.trust_remote_code)
         check_teacher_labels(teacher_model, student_order, task.num_labels, model_args.teacher_model)
         check_same_vocabulary(tokenizer, load_tokenizer(model_args.teacher_model, model_args.cache_dir,
                                                         model_args.trust_remote_code), model_args.teacher_model)

@@ -29,6 +29,10 @@ class TrainerState:
     best_metric: float | None = None
     best_step: int | None = None
     log_history: list[dict] = field(default_factory=list)
+    # Running sums of the step logs since the last logged step, checkpointed so that a resumed run
+    # logs exactly what an uninterrupted one would.
+    log_window: dict = field(default_factory=dict)
+    train_loss_sum: float = 0.0  # Σ of the per-step total loss, for train_loss
 
     def save(self, path: str) -> None:
         atomic_write_json(path, asdict(self))

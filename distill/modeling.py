@@ -55,12 +55,8 @@ def load_classifier(name_or_path: str, num_labels: int, label_order: list[str] |
                     config_name: str | None = None, cache_dir: str | None = None,
                     trust_remote_code: bool = False, layer_ids: list[int] | None = None) -> PreTrainedModel:
     """A sequence classifier with `num_labels` outputs, optionally cut down to the listed layers."""
-    try:
-        config = AutoConfig.from_pretrained(config_name or name_or_path, num_labels=num_labels,
-                                            cache_dir=cache_dir, trust_remote_code=trust_remote_code)
-    except Exception as e:
-        raise UsageError(f"could not load a model config from {config_name or name_or_path!r} "
-                         f"({type(e).__name__}); pass a local model dir or a Hub id (online)") from None
+    config = load_source_config(config_name or name_or_path, cache_dir, trust_remote_code)
+    config.num_labels = num_labels
     if label_order:
         config.id2label = dict(enumerate(label_order))
         config.label2id = {name: i for i, name in enumerate(label_order)}
@@ -75,6 +71,25 @@ def load_classifier(name_or_path: str, num_labels: int, label_order: list[str] |
     if layer_ids is not None:
         model = keep_layers(model, layer_ids)
     return model
+
+
+def load_teacher(name_or_path: str, cache_dir: str | None = None, trust_remote_code: bool = False) -> PreTrainedModel:
+    """The teacher exactly as saved: its head is never resized or re-initialised (a head that does
+    not fit the task is refused by check_teacher_labels instead)."""
+    try:
+        return AutoModelForSequenceClassification.from_pretrained(name_or_path, cache_dir=cache_dir,
+                                                                  trust_remote_code=trust_remote_code)
+    except Exception as e:
+        raise UsageError(f"could not load the teacher from {name_or_path!r} ({type(e).__name__}: "
+                         f"{str(e).splitlines()[0][:200]}); pass a model dir fine-tuned on the task") from None
+
+
+def load_source_config(name_or_path: str, cache_dir: str | None = None, trust_remote_code: bool = False):
+    try:
+        return AutoConfig.from_pretrained(name_or_path, cache_dir=cache_dir, trust_remote_code=trust_remote_code)
+    except Exception as e:
+        raise UsageError(f"could not load a model config from {name_or_path!r} ({type(e).__name__}); pass a "
+                         "local model dir or a Hub id (online)") from None
 
 
 def _layer_list(model: nn.Module) -> tuple[str, nn.ModuleList]:

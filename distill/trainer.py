@@ -177,7 +177,7 @@ class DistillationTrainer:
                     args.per_device_train_batch_size * acc.num_processes * args.gradient_accumulation_steps)
         bar = tqdm(total=total_steps, initial=self.state.global_step, desc="train",
                    disable=args.disable_tqdm or not acc.is_local_main_process)
-        start, steps_run, loss_sum, window = time.time(), 0, 0.0, []
+        start, steps_run = time.time(), 0
         first_epoch = self.state.global_step // steps_per_epoch
         for epoch in range(first_epoch, num_epochs):
             batches = order.epoch_batches(epoch)
@@ -192,15 +192,18 @@ class DistillationTrainer:
                 self.state.global_step += 1
                 self.state.epoch = self.state.global_step / steps_per_epoch
                 steps_run += 1
-                loss_sum += logs["loss/total"]
-                window.append(logs)
+                self.state.train_loss_sum += logs["loss/total"]
+                window = self.state.log_window
+                for key, value in logs.items():
+                    window[key] = window.get(key, 0.0) + value
+                window["_n"] = window.get("_n", 0) + 1
                 bar.update(1)
                 bar.set_postfix(loss=f"{logs['loss/total']:.4f}")
                 step = self.state.global_step
                 if step % args.logging_steps == 0 or step == total_steps:
-                    self._log({k: float(np.mean([w[k] for w in window])) for k in window[-1]}
-                              | {"epoch": round(self.state.epoch, 4)}, step)
-                    window = []
+                    n = window.pop("_n")
+                    self._log({k: v / n for k, v in window.items()} | {"epoch": round(self.state.epoch, 4)}, step)
+                    self.state.log_window = {}
                 end_of_epoch = step % steps_per_epoch == 0
                 should_eval = strategy != "no" and self.eval_datasets and (
                     (strategy == "steps" and step % args.eval_steps == 0)
@@ -215,7 +218,7 @@ class DistillationTrainer:
         self._finish_training()
         metrics = {"train_runtime": round(runtime, 3), "train_samples": len(self.train_dataset),
                    "train_steps_per_second": round(steps_run / max(runtime, 1e-9), 3),
-                   "train_loss": loss_sum / max(steps_run, 1), "epoch": round(self.state.epoch, 4),
+                   "train_loss": self.state.train_loss_sum / max(self.state.global_step, 1), "epoch": round(self.state.epoch, 4),
                    "total_optimizer_steps": self.state.global_step}
         if self.tb_writer is not None:
             self.tb_writer.close()

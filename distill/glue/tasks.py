@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from distill.errors import UsageError
+
 
 @dataclass(frozen=True)
 class TsvLayout:
@@ -153,6 +155,6 @@ FOLDER_NAMES = {"cola": "CoLA", "sst2": "SST-2", "mrpc": "MRPC", "stsb": "STS-B"
 def get_task(name: str) -> GlueTask:
     key = TASK_ALIASES.get(name.lower(), name.lower())
     if key not in GLUE_TASKS:
-        raise ValueError(f"unknown --task_name {name!r}; choose one of {', '.join(GLUE_TASKS)} "
+        raise UsageError(f"unknown --task_name {name!r}; choose one of {', '.join(GLUE_TASKS)} "
                          "(or omit it and pass --train_file/--validation_file for a custom task)")
     return GLUE_TASKS[key]

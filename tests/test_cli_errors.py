@@ -1,0 +1,83 @@
+"""Bad input: one clear line naming the problem and the fix, exit status 2, nothing overwritten."""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+import run_glue
+from conftest import FIXTURES
+
+
+def run_err(capsys, *argv) -> str:
+    code = run_glue.main([str(a) for a in argv])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2, err
+    assert err and err[-1].startswith("error: ")
+    return err[-1]
+
+
+def test_unbuilt_method_flags_are_refused_by_name(toy, tmp_path, capsys):
+    for flag in ("--use_lgtm", "--train_teacher", "--use_opdf", "--alpha_corr"):
+        line = run_err(capsys, "--model_name_or_path", toy["student"], "--task_name", "sst2", "--data_dir",
+                       toy["task"], "--do_train", "--output_dir", tmp_path, flag)
+        assert flag in line and "not implement" in line
+
+
+def test_conflicting_and_missing_flags(toy, tmp_path, capsys):
+    base = ["--model_name_or_path", toy["teacher4"], "--task_name", "sst2", "--data_dir", toy["task"],
+            "--output_dir", tmp_path / "o"]
+    assert "--num_layers and --student_layers" in run_err(capsys, *base, "--do_train", "--num_layers", "2",
+                                                          "--student_layers", "0,1")
+    assert "nothing to do" in run_err(capsys, *base)
+    assert "--fp16" in run_err(capsys, *base, "--do_train", "--fp16", "--bf16")
+    assert "unknown --task_name" in run_err(capsys, *base[:2], "--task_name", "sst3", "--data_dir", toy["task"],
+                                           "--do_train", "--output_dir", tmp_path / "o")
+    assert "max_seq_length 4096" in run_err(capsys, *base, "--do_eval", "--max_seq_length", "4096")
+
+
+def test_wrong_files_and_labels(toy, tmp_path, capsys):
+    base = ["--model_name_or_path", toy["student"], "--do_train", "--output_dir", tmp_path / "o"]
+    line = run_err(capsys, *base, "--task_name", "mnli", "--data_dir", toy["task"])  # SST-2 folder as MNLI
+    assert "columns" in line and "right file" in line
+    bad = tmp_path / "train.csv"
+    bad.write_text("sentence,label\ngood film,positive\nbad film,maybe\n")
+    line = run_err(capsys, *base, "--task_name", "sst2", "--train_file", bad)
+    assert "'maybe'" in line and "train.csv" in line
+    assert "not a folder" in run_err(capsys, *base, "--task_name", "sst2", "--data_dir", tmp_path / "nope")
+
+
+def test_teacher_pairing_is_checked(toy, tmp_path, capsys):
+    mnli_teacher = tmp_path / "mnli_teacher"
+    assert run_glue.main(["--model_name_or_path", toy["teacher"], "--task_name", "mnli", "--data_dir",
+                          os.path.join(FIXTURES, "MNLI"), "--do_train", "--max_steps", "1",
+                          "--output_dir", str(mnli_teacher), "--disable_tqdm", "--report_to", "none"]) == 0
+    line = run_err(capsys, "--model_name_or_path", toy["student"], "--teacher_model", mnli_teacher,
+                   "--task_name", "sst2", "--data_dir", toy["task"], "--do_train", "--output_dir", tmp_path / "o")
+    assert "3 outputs but the task has 2" in line
+
+
+def test_non_empty_output_dir_is_not_overwritten(toy, tmp_path, capsys):
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "notes.txt").write_text("precious")
+    line = run_err(capsys, "--model_name_or_path", toy["student"], "--task_name", "sst2", "--data_dir",
+                   toy["task"], "--do_train", "--output_dir", out)
+    assert "--overwrite_output_dir" in line
+    assert (out / "notes.txt").read_text() == "precious" and os.listdir(out) == ["notes.txt"]
+
+
+def test_corrupt_checkpoint_is_reported(toy, tmp_path, capsys):
+    ckpt = tmp_path / "o" / "checkpoint-3"
+    ckpt.mkdir(parents=True)
+    (ckpt / "trainer_state.json").write_text("{}")
+    (ckpt / "training_state.pt").write_bytes(b"not a torch file")
+    line = run_err(capsys, "--model_name_or_path", toy["student"], "--task_name", "sst2", "--data_dir",
+                   toy["task"], "--do_train", "--output_dir", tmp_path / "o")
+    assert "corrupt" in line and "checkpoint-3" in line
+
+
+def test_missing_model_is_reported(tmp_path, capsys):
+    line = run_err(capsys, "--model_name_or_path", tmp_path / "no_model", "--task_name", "sst2", "--data_dir",
+                   os.path.join(FIXTURES, "SST-2"), "--do_train", "--output_dir", tmp_path / "o")
+    assert "no_model" in line

@@ -1,0 +1,67 @@
+"""Student construction from chosen layers, and the teacher/student pairing checks."""
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import AutoModelForSequenceClassification, BertConfig, BertForSequenceClassification
+
+from distill.errors import UsageError
+from distill.modeling import (check_same_vocabulary, check_teacher_labels, keep_layers, load_classifier,
+                              resolve_label_order)
+
+
+@pytest.mark.parametrize("layer_ids", [[0, 2], [3], [1, 2, 3], [0, 1]])
+def test_keep_layers_copies_exactly_the_listed_layers(toy, layer_ids):
+    source = AutoModelForSequenceClassification.from_pretrained(toy["teacher4"])
+    student = keep_layers(source, layer_ids)
+    assert student.config.num_hidden_layers == len(layer_ids)
+    src, dst = source.state_dict(), student.state_dict()
+    for key, value in dst.items():
+        if ".layer." in key:
+            prefix, rest = key.split(".layer.", 1)
+            k, tail = rest.split(".", 1)
+            source_key = f"{prefix}.layer.{layer_ids[int(k)]}.{tail}"
+        else:  # embeddings, pooler, classifier come over unchanged
+            source_key = key
+        assert torch.equal(value, src[source_key]), key
+    assert len(dst) == len(src) - (4 - len(layer_ids)) * sum(".layer.0." in k for k in src)
+
+
+def test_num_layers_is_the_first_n_layers(toy):
+    model = load_classifier(toy["teacher4"], 2, ["negative", "positive"], layer_ids=[0, 1])
+    full = AutoModelForSequenceClassification.from_pretrained(toy["teacher4"])
+    torch.testing.assert_close(model.bert.encoder.layer[1].output.dense.weight,
+                               full.bert.encoder.layer[1].output.dense.weight)
+
+
+def test_keep_layers_refuses_missing_layers(toy):
+    source = AutoModelForSequenceClassification.from_pretrained(toy["teacher"])
+    with pytest.raises(UsageError, match="has 2 layers"):
+        keep_layers(source, [0, 5])
+
+
+def test_label_order_from_checkpoint_and_teacher_refusal():
+    config = BertConfig(num_labels=3, id2label={0: "contradiction", 1: "entailment", 2: "neutral"})
+    task_labels = ("entailment", "neutral", "contradiction")
+    assert resolve_label_order(config, task_labels) == ["contradiction", "entailment", "neutral"]
+    assert resolve_label_order(BertConfig(num_labels=3), task_labels) == list(task_labels)
+    tiny = dict(vocab_size=20, hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=8)
+    teacher = BertForSequenceClassification(BertConfig(num_labels=3, id2label=dict(enumerate(task_labels)), **tiny))
+    check_teacher_labels(teacher, list(task_labels), 3, "t")  # same order: fine
+    with pytest.raises(UsageError, match="label order .* differs from the student's"):
+        check_teacher_labels(teacher, ["contradiction", "entailment", "neutral"], 3, "t")
+    with pytest.raises(UsageError, match="has 3 outputs but the task has 2"):
+        check_teacher_labels(teacher, ["a", "b"], 2, "t")
+
+
+def test_vocabulary_mismatch_is_refused(toy, tmp_path):
+    from transformers import AutoTokenizer
+
+    from distill.toy import SPECIAL, VOCAB_WORDS
+    tok = AutoTokenizer.from_pretrained(toy["tokenizer"])
+    check_same_vocabulary(tok, AutoTokenizer.from_pretrained(toy["tokenizer"]), "same")
+    (tmp_path / "vocab.txt").write_text("\n".join(SPECIAL + list(reversed(VOCAB_WORDS))) + "\n")
+    from transformers import BertTokenizerFast
+    other = BertTokenizerFast(vocab=str(tmp_path / "vocab.txt"))
+    with pytest.raises(UsageError, match="different vocabularies"):
+        check_same_vocabulary(tok, other, "other")
