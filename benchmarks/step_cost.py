@@ -2,7 +2,7 @@
 """Wall time and peak memory of one optimizer step, per training method, through the real trainer.
 
     .venv/bin/python benchmarks/step_cost.py                    # every method (default: --method all)
-    .venv/bin/python benchmarks/step_cost.py --method kd --steps 10 --threads 2
+    .venv/bin/python benchmarks/step_cost.py --method kd --steps 10 --threads 1 --rounds 3
 
 Each method is timed on the same fixed teacher/student pair (random init, no network, CPU) by
 building a real `DistillationTrainer` and calling its `optimizer_step([batch])`: the code a training
@@ -220,6 +220,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help=f"timed optimizer steps per method, median reported (>= {MIN_STEPS}; default %(default)s)")
     p.add_argument("--warmup", type=int, default=WARMUP_STEPS, help="untimed steps first (default %(default)s)")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's default)")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="repeat every method's worker this many times, alternating, and report the median "
+                        "(peak RSS: the maximum); for noisy machines (default %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="weights and batch seed (default %(default)s)")
     p.add_argument("--_worker", metavar="METHOD", choices=list(METHODS), help=argparse.SUPPRESS)
     opts = p.parse_args(argv)
@@ -227,6 +230,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error(f"--steps must be >= {MIN_STEPS}, got {opts.steps}")
     if opts.warmup < 0:
         p.error("--warmup must be >= 0")
+    if opts.rounds < 1:
+        p.error("--rounds must be >= 1")
     if opts.threads is not None and opts.threads < 1:
         p.error("--threads must be >= 1")
     return opts
@@ -240,8 +245,18 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     # Methods run one after another, never in parallel: they would compete for the same cores.
-    results = {m: _spawn(m, opts) for m in _selected_methods(opts.method)}
+    # With --rounds R the whole sequence is repeated R times (finetune, kd, finetune, kd, ...) and the
+    # median over rounds is kept: on a shared machine the speed drifts over minutes, and alternating
+    # keeps a slow spell from landing on one method only.
+    methods = _selected_methods(opts.method)
+    runs = {m: [] for m in methods}
+    for _ in range(opts.rounds):
+        for m in methods:
+            runs[m].append(_spawn(m, opts))
+    results = {m: {"step_s": statistics.median(r["step_s"] for r in rs),
+                   "peak_rss_mb": max(r["peak_rss_mb"] for r in rs)} for m, rs in runs.items()}
     ref = results[REFERENCE]
+    ref["teacher_forward_s"] = statistics.median(r["teacher_forward_s"] for r in runs[REFERENCE])
     for method, r in results.items():
         print(json.dumps({"method": method, "step_s": round(r["step_s"], 4),
                           "ratio_to_finetune": round(r["step_s"] / ref["step_s"], 3),

@@ -13,6 +13,7 @@ accumulation and loss normalisation are ours (see distill/objective.py for why).
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import math
 import os
@@ -29,9 +30,10 @@ from transformers import get_scheduler
 
 from distill.args import TrainingArguments
 from distill.batching import PaddingCollator, TokenizedDataset, TrainBatchOrder, eval_batches
+from distill.errors import UsageError
 from distill.checkpoint import (TrainerState, list_checkpoints, load_training_state, rng_state,
                                 rotate_checkpoints, save_checkpoint, set_rng_state)
-from distill.io_utils import atomic_write_json
+from distill.io_utils import atomic_write_json, replace_dir
 from distill.modeling import forward_input_names, model_inputs
 from distill.objective import Objective
 
@@ -41,7 +43,6 @@ BEST_DIR = "best_checkpoint"
 
 def make_accelerator(args: TrainingArguments) -> Accelerator:
     if args.fp16 and not torch.cuda.is_available():
-        from distill.errors import UsageError
         raise UsageError("--fp16 needs a CUDA GPU; on the CPU use --bf16 or full precision")
     precision = "fp16" if args.fp16 else "bf16" if args.bf16 else "no"
     return Accelerator(mixed_precision=precision, cpu=args.use_cpu)
@@ -136,12 +137,6 @@ class DistillationTrainer:
                 acc.backward(loss * acc.num_processes)
             for k in sums:
                 sums[k] += terms[k].detach().double()
-        if self.args.max_grad_norm and self.args.max_grad_norm > 0:
-            grad_norm = acc.clip_grad_norm_(self.student.parameters(), self.args.max_grad_norm)
-            logs["grad_norm"] = float(grad_norm)
-        self.optimizer.step()
-        self.scheduler.step()
-        self.optimizer.zero_grad(set_to_none=True)
         sums = acc.reduce(torch.stack(list(sums.values())), "sum").tolist()
         total = 0.0
         for (k, w), s in zip(self.objective.weights.items(), sums):
@@ -150,6 +145,16 @@ class DistillationTrainer:
             logs[f"loss/{k}_weighted"] = w * mean
             total += w * mean
         logs["loss/total"] = total
+        if not math.isfinite(total):  # refuse to write NaN into the weights (and every later checkpoint)
+            bad = [k for k in self.objective.weights if not math.isfinite(logs[f"loss/{k}"])]
+            raise UsageError(f"loss {'/'.join(bad)} is {total} at step {self.state.global_step + 1}; lower "
+                             "--learning_rate, check the labels, or use --bf16 instead of --fp16")
+        if self.args.max_grad_norm and self.args.max_grad_norm > 0:
+            grad_norm = acc.clip_grad_norm_(self.student.parameters(), self.args.max_grad_norm)
+            logs["grad_norm"] = float(grad_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
         logs["learning_rate"] = self.scheduler.get_last_lr()[0]
         return logs
 
@@ -235,7 +240,6 @@ class DistillationTrainer:
                 tmp = os.path.join(self.args.output_dir, BEST_DIR + ".tmp")
                 shutil.rmtree(tmp, ignore_errors=True)
                 self._model_to_save().save_pretrained(tmp)
-                from distill.io_utils import replace_dir
                 replace_dir(tmp, os.path.join(self.args.output_dir, BEST_DIR))
         logger.info("step %d: %s = %.4f (best %.4f at step %d)", self.state.global_step, self.main_metric, value,
                     self.state.best_metric, self.state.best_step)
@@ -332,7 +336,6 @@ class DistillationTrainer:
         all_path = os.path.join(self.args.output_dir, "all_results.json")
         merged = {}
         if os.path.isfile(all_path):
-            import json
             with open(all_path, encoding="utf-8") as f:
                 merged = json.load(f)
         atomic_write_json(all_path, merged | metrics)

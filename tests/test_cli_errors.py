@@ -81,3 +81,17 @@ def test_missing_model_is_reported(tmp_path, capsys):
     line = run_err(capsys, "--model_name_or_path", tmp_path / "no_model", "--task_name", "sst2", "--data_dir",
                    os.path.join(FIXTURES, "SST-2"), "--do_train", "--output_dir", tmp_path / "o")
     assert "no_model" in line
+
+
+def test_nan_loss_stops_the_run_before_the_weights_are_touched(toy, tmp_path, capsys, monkeypatch):
+    from distill.objective import SequenceClassificationObjective
+    real = SequenceClassificationObjective.loss_sums
+
+    def nan_loss(self, batch, s, t):
+        sums = real(self, batch, s, t)
+        return {k: v * float("nan") for k, v in sums.items()}
+
+    monkeypatch.setattr(SequenceClassificationObjective, "loss_sums", nan_loss)
+    line = run_err(capsys, "--model_name_or_path", toy["student"], "--task_name", "sst2", "--data_dir",
+                   toy["task"], "--do_train", "--output_dir", tmp_path / "o", "--disable_tqdm")
+    assert "nan at step 1" in line and "--learning_rate" in line

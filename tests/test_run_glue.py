@@ -163,6 +163,7 @@ def test_regression_task_distils_with_mse(toy, tmp_path):
     run_ok("--model_name_or_path", toy["teacher"], "--task_name", "stsb", "--data_dir", stsb, "--do_train",
            "--output_dir", tmp_path / "t", "--num_train_epochs", "1", "--disable_tqdm")
     run_ok("--model_name_or_path", toy["student"], "--teacher_model", tmp_path / "t", "--task_name", "stsb",
+           "--pad_to_max_length", "--max_seq_length", "40",
            "--data_dir", stsb, "--do_train", "--do_eval", "--do_predict", "--output_dir", tmp_path / "s",
            "--num_train_epochs", "1", "--alpha_kd", "0.5", "--disable_tqdm")
     results = read_json(tmp_path / "s" / "eval_results.json")

@@ -124,10 +124,11 @@ def load_glue_folder(data_dir: str, task: GlueTask, ax_file: str | None = None) 
 
 
 # --------------------------------------------------------------------------- the Hub
-def load_glue_hub(task: GlueTask, cache_dir: str | None = None) -> GlueData:  # pragma: no cover - needs network
+def load_glue_hub(task: GlueTask, cache_dir: str | None = None) -> GlueData:
     """The Hub's `nyu-mll/glue` dataset (needs the network or a warm cache)."""
-    from datasets import load_dataset
+    import datasets  # imported here: only this path needs it
 
+    load_dataset = datasets.load_dataset
     try:
         raw = load_dataset("nyu-mll/glue", task.hub_name, cache_dir=cache_dir)
     except Exception as e:  # offline, or the Hub is unreachable

@@ -16,6 +16,11 @@ SUBMISSION_HEADER = "index\tprediction"
 
 def format_predictions(task: GlueTask, preds: np.ndarray) -> list[str]:
     """The `prediction` column: clipped floats, label words or digits as the server expects."""
+    preds = np.asarray(preds)
+    if not np.all(np.isfinite(preds)):
+        raise ValueError(f"{task.name}: {int((~np.isfinite(preds)).sum())} predictions are not finite numbers")
+    if not task.is_regression and preds.size and (preds.min() < 0 or preds.max() >= task.num_labels):
+        raise ValueError(f"{task.name}: class ids must be in 0..{task.num_labels - 1}")
     if task.is_regression:
         # `+ 0.0` turns -0.0 (max(-0.0, 0.0) keeps it) into 0.0, which prints "0.000" not "-0.000"
         return [f"{min(max(float(p), 0.0), 5.0) + 0.0:.3f}" for p in preds]
