@@ -144,7 +144,7 @@ def run_worker(method: str, steps: int, warmup: int, threads: int | None, seed: 
                                       **METHODS[method](accelerator, seed))
         # The optimizer/scheduler exactly as train() makes them; 1000 steps so the linear schedule
         # does not reach lr 0 within the benchmark.
-        trainer._build_optimizer(total_steps=1000)
+        trainer.create_optimizer(total_steps=1000)
         batch = trainer._to_device(_make_batch(collator, seed))
 
         last_logs = {}

@@ -75,7 +75,10 @@ class DistillationTrainer:
         self.tb_writer = None
 
     # ------------------------------------------------------------------ setup
-    def _build_optimizer(self, total_steps: int) -> None:
+    def create_optimizer(self, total_steps: int) -> None:
+        """AdamW + the LR schedule; wraps the student for DDP / mixed precision. Call once."""
+        if self.optimizer is not None:
+            raise RuntimeError("create_optimizer() was already called for this trainer")
         args = self.args
         decay, no_decay = [], []
         for name, p in self.student.named_parameters():
@@ -83,8 +86,10 @@ class DistillationTrainer:
                 # HF convention: no weight decay on biases and LayerNorm weights.
                 (no_decay if p.ndim < 2 else decay).append(p)
         groups = [{"params": decay, "weight_decay": args.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        # The fused kernel is several times faster than the per-tensor loop (CPU and CUDA).
+        fused = self.accelerator.device.type in ("cpu", "cuda")
         optimizer = torch.optim.AdamW(groups, lr=args.learning_rate, betas=(args.adam_beta1, args.adam_beta2),
-                                      eps=args.adam_epsilon)
+                                      eps=args.adam_epsilon, fused=fused)
         self.student, self.optimizer = self.accelerator.prepare(self.student, optimizer)
         warmup = args.warmup_steps or math.ceil(args.warmup_ratio * total_steps)
         # Not passed to prepare(): a prepared scheduler steps once per process per optimizer step.
@@ -118,6 +123,7 @@ class DistillationTrainer:
         processes), so accumulation equals one big batch. Returns the step's logs.
         """
         acc = self.accelerator
+        micro_batches = [self._to_device(b) for b in micro_batches]
         local = {k: sum(self.objective.counts(b)[k] for b in micro_batches) for k in self.objective.weights}
         counts = acc.reduce(torch.tensor(list(local.values()), device=acc.device, dtype=torch.float64), "sum")
         counts = dict(zip(local, counts.clamp(min=1).tolist()))
@@ -170,7 +176,7 @@ class DistillationTrainer:
         else:
             total_steps = max(1, math.ceil(args.num_train_epochs * steps_per_epoch))
         num_epochs = math.ceil(total_steps / steps_per_epoch)
-        self._build_optimizer(total_steps)
+        self.create_optimizer(total_steps)
         if resume_from:
             self._resume(resume_from)
         if acc.is_main_process and args.report_to == "tensorboard":
@@ -192,7 +198,7 @@ class DistillationTrainer:
             for step_batches in steps[done_in_epoch:]:
                 if self.state.global_step >= total_steps:
                     break
-                micro = [self._to_device(self.collator([self.train_dataset[i] for i in idx])) for idx in step_batches]
+                micro = [self.collator([self.train_dataset[i] for i in idx]) for idx in step_batches]
                 logs = self.optimizer_step(micro)
                 self.state.global_step += 1
                 self.state.epoch = self.state.global_step / steps_per_epoch

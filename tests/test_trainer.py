@@ -39,7 +39,7 @@ def _gradients_of_one_step(toy, micro_sizes, with_teacher, tmp_path):
         args=args, accelerator=acc, student=_no_dropout(toy["student"]),
         objective=SequenceClassificationObjective(False, with_teacher, alpha_kd=0.7, temperature=2.0),
         collator=PaddingCollator(tok.pad_token_id), teacher=teacher)
-    trainer._build_optimizer(total_steps=10)
+    trainer.create_optimizer(total_steps=10)
     captured = {}
     original_step = trainer.optimizer.step
 
@@ -124,3 +124,13 @@ def test_eval_batches_split_every_example_exactly_once():
     lengths = np.random.default_rng(1).integers(1, 50, size=37).tolist()
     shards = [i for r in range(3) for b in eval_batches(lengths, 5, world_size=3, rank=r) for i in b]
     assert sorted(shards) == list(range(37))
+
+
+def test_padding_collator_dynamic_and_fixed_length():
+    items = [{"input_ids": [2, 5, 3], "attention_mask": [1, 1, 1], "token_type_ids": [0, 0, 0], "labels": 1},
+             {"input_ids": [2, 3], "attention_mask": [1, 1], "token_type_ids": [0, 0], "labels": 0}]
+    dynamic = PaddingCollator(pad_token_id=0)(items)
+    assert dynamic["input_ids"].tolist() == [[2, 5, 3], [2, 3, 0]]
+    assert dynamic["attention_mask"].tolist() == [[1, 1, 1], [1, 1, 0]] and dynamic["labels"].tolist() == [1, 0]
+    fixed = PaddingCollator(pad_token_id=0, pad_to=6)(items)  # --pad_to_max_length
+    assert fixed["input_ids"].shape == (2, 6) and fixed["attention_mask"][1].tolist() == [1, 1, 0, 0, 0, 0]
