@@ -182,7 +182,6 @@ class DistillationTrainer:
         if acc.is_main_process and args.report_to == "tensorboard":
             from torch.utils.tensorboard import SummaryWriter
             self.tb_writer = SummaryWriter(args.logging_dir or os.path.join(args.output_dir, "runs"))
-        strategy = args.resolved_eval_strategy()
         logger.info("training: %d examples, %d epochs, %d optimizer steps, global batch %d", len(self.train_dataset),
                     num_epochs, total_steps,
                     args.per_device_train_batch_size * acc.num_processes * args.gradient_accumulation_steps)
@@ -204,36 +203,41 @@ class DistillationTrainer:
                 self.state.epoch = self.state.global_step / steps_per_epoch
                 steps_run += 1
                 self.state.train_loss_sum += logs["loss/total"]
-                window = self.state.log_window
-                for key, value in logs.items():
-                    window[key] = window.get(key, 0.0) + value
-                window["_n"] = window.get("_n", 0) + 1
                 bar.update(1)
                 bar.set_postfix(loss=f"{logs['loss/total']:.4f}")
-                step = self.state.global_step
-                if step % args.logging_steps == 0 or step == total_steps:
-                    n = window.pop("_n")
-                    self._log({k: v / n for k, v in window.items()} | {"epoch": round(self.state.epoch, 4)}, step)
-                    self.state.log_window = {}
-                end_of_epoch = step % steps_per_epoch == 0
-                should_eval = strategy != "no" and self.eval_datasets and (
-                    (strategy == "steps" and step % args.eval_steps == 0)
-                    or (strategy == "epoch" and end_of_epoch) or step == total_steps)
-                if should_eval:
-                    self._evaluate_and_track_best()
-                save_every = args.save_steps or (args.eval_steps if strategy == "steps" else None)
-                if (save_every and step % save_every == 0) or (not save_every and end_of_epoch) or step == total_steps:
-                    self._save_checkpoint()
+                self._after_step(logs, steps_per_epoch, total_steps)
         bar.close()
         runtime = time.time() - start
         self._finish_training()
         metrics = {"train_runtime": round(runtime, 3), "train_samples": len(self.train_dataset),
                    "train_steps_per_second": round(steps_run / max(runtime, 1e-9), 3),
-                   "train_loss": self.state.train_loss_sum / max(self.state.global_step, 1), "epoch": round(self.state.epoch, 4),
+                   "train_loss": self.state.train_loss_sum / max(self.state.global_step, 1),
+                   "epoch": round(self.state.epoch, 4),
                    "total_optimizer_steps": self.state.global_step}
         if self.tb_writer is not None:
             self.tb_writer.close()
         return metrics
+
+    def _after_step(self, logs: dict, steps_per_epoch: int, total_steps: int) -> None:
+        """Logging (averaged over the steps since the last log), evaluation and checkpoints."""
+        args, step = self.args, self.state.global_step
+        window = self.state.log_window
+        for key, value in logs.items():
+            window[key] = window.get(key, 0.0) + value
+        window["_n"] = window.get("_n", 0) + 1
+        last = step == total_steps
+        if step % args.logging_steps == 0 or last:
+            n = window.pop("_n")
+            self._log({k: v / n for k, v in window.items()} | {"epoch": round(self.state.epoch, 4)}, step)
+            self.state.log_window = {}
+        end_of_epoch = step % steps_per_epoch == 0
+        strategy = args.resolved_eval_strategy()
+        if strategy != "no" and self.eval_datasets and (
+                last or (strategy == "steps" and step % args.eval_steps == 0) or (strategy == "epoch" and end_of_epoch)):
+            self._evaluate_and_track_best()
+        save_every = args.save_steps or (args.eval_steps if strategy == "steps" else None)
+        if last or (step % save_every == 0 if save_every else end_of_epoch):
+            self._save_checkpoint()
 
     def _evaluate_and_track_best(self) -> None:
         metrics = self.evaluate()
