@@ -66,15 +66,21 @@ def toy_sentence(rng: random.Random) -> tuple[str, int]:
     return " ".join(words), int(score > 0)
 
 
-def write_toy_sst2(task_dir: str, n_train: int = 2000, n_dev: int = 400, n_test: int = 200, seed: int = 0) -> str:
-    """train/dev/test TSVs in the download_glue_data.py SST-2 layout."""
+def write_toy_sst2(task_dir: str, n_train: int = 2000, n_dev: int = 400, n_test: int = 200, seed: int = 0,
+                   label_noise: float = 0.0) -> str:
+    """train/dev/test TSVs in the download_glue_data.py SST-2 layout.
+
+    `label_noise`: fraction of TRAINING labels flipped at random (annotation noise); dev stays clean.
+    """
     rng = random.Random(seed)
     os.makedirs(task_dir, exist_ok=True)
-    for name, n in (("train.tsv", n_train), ("dev.tsv", n_dev)):
+    for name, n, noise in (("train.tsv", n_train, label_noise), ("dev.tsv", n_dev, 0.0)):
         with open(os.path.join(task_dir, name), "w", encoding="utf-8") as f:
             f.write("sentence\tlabel\n")
             for _ in range(n):
                 text, label = toy_sentence(rng)
+                if rng.random() < noise:
+                    label = 1 - label
                 f.write(f"{text} \t{label}\n")
     with open(os.path.join(task_dir, "test.tsv"), "w", encoding="utf-8") as f:
         f.write("index\tsentence\n")
