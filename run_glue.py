@@ -18,8 +18,16 @@ from distill.batching import PaddingCollator
 from distill.checkpoint import resolve_resume
 from distill.errors import UsageError
 from distill.glue.pipeline import LabelOrder, load_data, make_compute_metrics, tokenize, write_test_predictions
-from distill.modeling import (check_max_length, check_same_vocabulary, check_teacher_labels, load_classifier,
-                              load_source_config, load_teacher, load_tokenizer, resolve_label_order)
+from distill.modeling import (
+    check_max_length,
+    check_same_vocabulary,
+    check_teacher_labels,
+    load_classifier,
+    load_source_config,
+    load_teacher,
+    load_tokenizer,
+    resolve_label_order,
+)
 from distill.objective import SequenceClassificationObjective
 from distill.teacher import FrozenTeacher
 from distill.trainer import DistillationTrainer, make_accelerator, seed_everything, setup_logging

@@ -24,15 +24,23 @@ from collections.abc import Callable
 import numpy as np
 import torch
 from accelerate import Accelerator
+from accelerate.state import AcceleratorState, GradientState
 from accelerate.utils import gather_object, set_seed
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
 from distill.args import TrainingArguments
 from distill.batching import PaddingCollator, TokenizedDataset, TrainBatchOrder, eval_batches
+from distill.checkpoint import (
+    TrainerState,
+    list_checkpoints,
+    load_training_state,
+    rng_state,
+    rotate_checkpoints,
+    save_checkpoint,
+    set_rng_state,
+)
 from distill.errors import UsageError
-from distill.checkpoint import (TrainerState, list_checkpoints, load_training_state, rng_state,
-                                rotate_checkpoints, save_checkpoint, set_rng_state)
 from distill.io_utils import atomic_write_json, replace_dir
 from distill.modeling import forward_input_names, model_inputs
 from distill.objective import Objective
@@ -45,7 +53,18 @@ def make_accelerator(args: TrainingArguments) -> Accelerator:
     if args.fp16 and not torch.cuda.is_available():
         raise UsageError("--fp16 needs a CUDA GPU; on the CPU use --bf16 or full precision")
     precision = "fp16" if args.fp16 else "bf16" if args.bf16 else "no"
-    return Accelerator(mixed_precision=precision, cpu=args.use_cpu)
+    # accelerate only sets up multi-process CPU training (gloo) when told the run is on the CPU;
+    # without this, `torchrun --nproc_per_node 2` on a CPU machine gives two unrelated runs.
+    multi_cpu = not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1
+    # accelerate keeps its settings in a process-wide singleton; runs made one after another in one
+    # process (the demo, TAKD stages, tests) may differ in precision, so start each from a clean slate.
+    # The process group (PartialState) is kept.
+    AcceleratorState._reset_state(reset_partial_state=False)
+    GradientState._reset_state()
+    accelerator = Accelerator(mixed_precision=precision, cpu=args.use_cpu or multi_cpu)
+    if not accelerator.is_main_process:  # one copy of the logs, not one per process
+        logging.getLogger().setLevel(logging.WARNING)
+    return accelerator
 
 
 class DistillationTrainer:
@@ -232,8 +251,8 @@ class DistillationTrainer:
             self.state.log_window = {}
         end_of_epoch = step % steps_per_epoch == 0
         strategy = args.resolved_eval_strategy()
-        if strategy != "no" and self.eval_datasets and (
-                last or (strategy == "steps" and step % args.eval_steps == 0) or (strategy == "epoch" and end_of_epoch)):
+        due = last or (step % args.eval_steps == 0 if strategy == "steps" else end_of_epoch)
+        if strategy != "no" and self.eval_datasets and due:
             self._evaluate_and_track_best()
         save_every = args.save_steps or (args.eval_steps if strategy == "steps" else None)
         if last or (step % save_every == 0 if save_every else end_of_epoch):

@@ -20,8 +20,7 @@ import zipfile
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from distill.errors import UsageError  # noqa: E402
-from distill.glue.submission import (  # noqa: E402
-    SUBMISSION_HEADER, expected_submission_files, format_predictions)
+from distill.glue.submission import SUBMISSION_HEADER, expected_submission_files, format_predictions  # noqa: E402
 from distill.glue.tasks import GlueTask  # noqa: E402
 
 

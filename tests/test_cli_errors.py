@@ -3,10 +3,9 @@ from __future__ import annotations
 
 import os
 
-import pytest
+from conftest import FIXTURES
 
 import run_glue
-from conftest import FIXTURES
 
 
 def run_err(capsys, *argv) -> str:

@@ -1,14 +1,10 @@
 """glue_metrics against direct scikit-learn/scipy computations, for every GLUE task."""
 from __future__ import annotations
 
-import os
-import sys
-
 import numpy as np
 import pytest
 from scipy.stats import pearsonr, spearmanr
 from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
-
 
 from distill.glue.metrics import glue_metrics, predictions_from_logits  # noqa: E402
 from distill.glue.tasks import GLUE_TASKS  # noqa: E402

@@ -6,8 +6,8 @@ import os
 import zipfile
 
 import pytest
-
 from conftest import REPO_ROOT
+
 from distill.glue.submission import SUBMISSION_HEADER, expected_submission_files, format_predictions
 
 

@@ -6,8 +6,13 @@ import torch
 from transformers import AutoModelForSequenceClassification, BertConfig, BertForSequenceClassification
 
 from distill.errors import UsageError
-from distill.modeling import (check_same_vocabulary, check_teacher_labels, keep_layers, load_classifier,
-                              resolve_label_order)
+from distill.modeling import (
+    check_same_vocabulary,
+    check_teacher_labels,
+    keep_layers,
+    load_classifier,
+    resolve_label_order,
+)
 
 
 @pytest.mark.parametrize("layer_ids", [[0, 2], [3], [1, 2, 3], [0, 1]])

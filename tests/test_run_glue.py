@@ -9,11 +9,11 @@ import os
 import numpy as np
 import pytest
 import torch
+from conftest import FIXTURES
 from safetensors.torch import load_file
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 import run_glue
-from conftest import FIXTURES
 
 FAST = ["--per_device_train_batch_size", "16", "--per_device_eval_batch_size", "16", "--max_seq_length", "48",
         "--learning_rate", "2e-3", "--report_to", "tensorboard", "--disable_tqdm", "--logging_steps", "2"]
@@ -121,7 +121,8 @@ def test_resume_after_a_crash_ends_exactly_like_an_uninterrupted_run(toy, tmp_pa
     assert sorted(os.listdir(tmp_path / "resumed")).count("checkpoint-6") == 1
     run_ok(*argv, "--output_dir", tmp_path / "resumed")  # picks up checkpoint-6 by itself
 
-    full, resumed = load_file(tmp_path / "full" / "model.safetensors"), load_file(tmp_path / "resumed" / "model.safetensors")
+    full = load_file(tmp_path / "full" / "model.safetensors")
+    resumed = load_file(tmp_path / "resumed" / "model.safetensors")
     assert full.keys() == resumed.keys()
     for key in full:
         torch.testing.assert_close(resumed[key], full[key], rtol=0, atol=1e-6, msg=key)

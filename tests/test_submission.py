@@ -2,19 +2,20 @@
 from __future__ import annotations
 
 import os
-import sys
 
 import numpy as np
 import pytest
-
+from conftest import FIXTURES  # noqa: E402
 
 from distill.glue.data import load_glue_folder  # noqa: E402
 from distill.glue.submission import (  # noqa: E402
-    SUBMISSION_HEADER, expected_submission_files, format_predictions, write_submission_file,
-    write_task_submission)
+    SUBMISSION_HEADER,
+    expected_submission_files,
+    format_predictions,
+    write_submission_file,
+    write_task_submission,
+)
 from distill.glue.tasks import AX_SUBMISSION, FOLDER_NAMES, GLUE_TASKS  # noqa: E402
-
-from conftest import FIXTURES, REPO_ROOT  # noqa: E402
 
 
 @pytest.mark.parametrize("name", ["cola", "sst2", "mrpc", "qqp", "wnli"])

@@ -20,8 +20,9 @@ def _no_dropout(path):
 
 def _dataset(toy, n=8):
     tok = AutoTokenizer.from_pretrained(toy["tokenizer"])
-    from distill.toy import toy_sentence
     import random
+
+    from distill.toy import toy_sentence
     rng = random.Random(0)
     texts, labels = zip(*[toy_sentence(rng) for _ in range(n)])
     enc = tok(list(texts), truncation=True, max_length=64, return_token_type_ids=True)
@@ -87,7 +88,8 @@ def test_teacher_gets_token_type_ids_even_when_student_takes_none(toy):
     """A BERT teacher keeps its segment ids although a DistilBERT-like student does not accept them."""
     from distill.modeling import forward_input_names, model_inputs
     batch = {"input_ids": torch.ones(1, 3, dtype=torch.long), "attention_mask": torch.ones(1, 3),
-             "token_type_ids": torch.zeros(1, 3, dtype=torch.long), "labels": torch.zeros(1), "example_id": torch.zeros(1)}
+             "token_type_ids": torch.zeros(1, 3, dtype=torch.long), "labels": torch.zeros(1),
+             "example_id": torch.zeros(1)}
     teacher_keys = model_inputs(batch, forward_input_names(_no_dropout(toy["teacher"])))
     student_keys = model_inputs(batch, {"input_ids", "attention_mask"})  # DistilBERT's forward
     assert "token_type_ids" in teacher_keys and "token_type_ids" not in student_keys

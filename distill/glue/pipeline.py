@@ -3,7 +3,6 @@ label-order reconciliation, metrics and the submission files. Framework-free whe
 from __future__ import annotations
 
 import logging
-import os
 
 import numpy as np
 
@@ -89,7 +88,8 @@ def make_compute_metrics(task: GlueTask, label_order: LabelOrder):
 
 
 def write_test_predictions(trainer, task: GlueTask, test_sets: dict[str, Examples],
-                           datasets: dict[str, TokenizedDataset], label_order: LabelOrder, output_dir: str) -> list[str]:
+                           datasets: dict[str, TokenizedDataset], label_order: LabelOrder,
+                           output_dir: str) -> list[str]:
     """One GLUE server file per test set (AX uses the MNLI model and MNLI's label words)."""
     written = []
     for file_name, dataset in datasets.items():
@@ -98,5 +98,5 @@ def write_test_predictions(trainer, task: GlueTask, test_sets: dict[str, Example
         if trainer.accelerator.is_main_process:
             written.append(write_task_submission(output_dir, file_name, task, test_sets[file_name].index, preds))
     for path in written:
-        logger.info("wrote %s", os.path.relpath(path))
+        logger.info("wrote %s", path)
     return written
