@@ -184,3 +184,35 @@ def test_json_argument_file_and_student_layers(toy, tmp_path):
     path.write_text(json.dumps(args))
     run_ok(path)
     assert read_json(tmp_path / "out" / "config.json")["num_hidden_layers"] == 2
+
+
+def test_student_checkpoint_with_another_mnli_label_order_is_reconciled(toy, tmp_path):
+    """An MNLI checkpoint whose head is ordered (contradiction, entailment, neutral): training labels
+    are mapped to its ids, metrics and submission words come out right, and its order is kept."""
+    from transformers import BertForSequenceClassification
+    other_order = ["contradiction", "entailment", "neutral"]
+    student_dir = tmp_path / "old_mnli_student"
+    model = BertForSequenceClassification.from_pretrained(toy["student"], num_labels=3,
+                                                          id2label=dict(enumerate(other_order)),
+                                                          ignore_mismatched_sizes=True)
+    model.save_pretrained(student_dir)
+    AutoTokenizer.from_pretrained(toy["student"]).save_pretrained(student_dir)
+    mnli = os.path.join(FIXTURES, "MNLI")
+    run_ok("--model_name_or_path", student_dir, "--task_name", "mnli", "--data_dir", mnli, "--do_train",
+           "--do_eval", "--do_predict", "--num_train_epochs", "3", "--output_dir", tmp_path / "out", *FAST)
+    assert read_json(tmp_path / "out" / "config.json")["id2label"] == {str(i): n for i, n in enumerate(other_order)}
+    # Reference: the saved model's own predictions, named through its own id2label.
+    trained = AutoModelForSequenceClassification.from_pretrained(tmp_path / "out").eval()
+    tok = AutoTokenizer.from_pretrained(tmp_path / "out")
+    dev = [r for r in read_tsv(os.path.join(mnli, "dev_matched.tsv"))[1:] if r]
+    enc = tok([r[8] for r in dev], [r[9] for r in dev], padding=True, truncation=True, max_length=48,
+              return_tensors="pt")
+    with torch.no_grad():
+        names = [trained.config.id2label[i] for i in trained(**enc).logits.argmax(-1).tolist()]
+    accuracy = np.mean([n == r[-1] for n, r in zip(names, dev)])
+    assert read_json(tmp_path / "out" / "eval_results.json")["eval_accuracy"] == pytest.approx(accuracy)
+    test = [r for r in read_tsv(os.path.join(mnli, "test_matched.tsv"))[1:] if r]
+    enc = tok([r[8] for r in test], [r[9] for r in test], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        expected = [trained.config.id2label[i] for i in trained(**enc).logits.argmax(-1).tolist()]
+    assert [r[1] for r in read_tsv(tmp_path / "out" / "MNLI-m.tsv")[1:]] == expected
