@@ -100,7 +100,7 @@ class DataArguments:
     max_train_samples: int | None = field(default=None, metadata={"help": "Keep the first N training examples."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Keep the first N dev examples."})
     max_predict_samples: int | None = field(default=None, metadata={"help": "Keep the first N test examples."})
-    overwrite_cache: bool = field(default=False, metadata={"help": "Re-download Hub datasets."})
+    overwrite_cache: bool = field(default=False, metadata={"help": "Re-download the Hub dataset."})
 
 
 @dataclass
@@ -145,7 +145,6 @@ class TrainingArguments:
     resume_from_checkpoint: str | None = field(
         default=None, metadata={"help": "A checkpoint-<step> dir to resume from. Without it, a run with "
                                         "do_train resumes from the last checkpoint in output_dir."})
-    dataloader_num_workers: int = 0
     disable_tqdm: bool = field(default=False, metadata={"help": "No progress bars."})
 
     def resolved_eval_strategy(self) -> str:
@@ -168,6 +167,10 @@ class TrainingArguments:
             raise UsageError("--gradient_accumulation_steps must be >= 1")
         if self.resolved_eval_strategy() == "steps" and not self.eval_steps:
             raise UsageError("--eval_strategy steps needs --eval_steps N")
+        from transformers import SchedulerType
+        schedules = [t.value for t in SchedulerType]
+        if self.lr_scheduler_type not in schedules:
+            raise UsageError(f"--lr_scheduler_type {self.lr_scheduler_type!r}: choose one of {', '.join(schedules)}")
         if self.report_to not in ("tensorboard", "none"):
             raise UsageError(f"--report_to {self.report_to!r}: choose tensorboard or none")
 

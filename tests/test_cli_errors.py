@@ -30,6 +30,7 @@ def test_conflicting_and_missing_flags(toy, tmp_path, capsys):
                                                           "--student_layers", "0,1")
     assert "nothing to do" in run_err(capsys, *base)
     assert "--fp16" in run_err(capsys, *base, "--do_train", "--fp16", "--bf16")
+    assert "cosine" in run_err(capsys, *base, "--do_train", "--lr_scheduler_type", "cosinus")
     assert "unknown --task_name" in run_err(capsys, *base[:2], "--task_name", "sst3", "--data_dir", toy["task"],
                                            "--do_train", "--output_dir", tmp_path / "o")
     assert "max_seq_length 4096" in run_err(capsys, *base, "--do_eval", "--max_seq_length", "4096")

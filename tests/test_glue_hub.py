@@ -10,7 +10,7 @@ from distill.glue.data import load_glue_hub
 from distill.glue.tasks import get_task
 
 
-def fake_glue(name, config, cache_dir=None):
+def fake_glue(name, config, cache_dir=None, download_mode=None):
     assert name == "nyu-mll/glue"
     if config == "mnli":
         split = lambda labels: datasets.Dataset.from_dict({  # noqa: E731

@@ -6,6 +6,7 @@ index that the test-server submission needs), so everything downstream is source
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import logging
 import os
@@ -124,13 +125,14 @@ def load_glue_folder(data_dir: str, task: GlueTask, ax_file: str | None = None) 
 
 
 # --------------------------------------------------------------------------- the Hub
-def load_glue_hub(task: GlueTask, cache_dir: str | None = None) -> GlueData:
+def load_glue_hub(task: GlueTask, cache_dir: str | None = None, overwrite_cache: bool = False) -> GlueData:
     """The Hub's `nyu-mll/glue` dataset (needs the network or a warm cache)."""
     import datasets  # imported here: only this path needs it
 
-    load_dataset = datasets.load_dataset
+    mode = "force_redownload" if overwrite_cache else None
+    load_dataset = functools.partial(datasets.load_dataset, cache_dir=cache_dir, download_mode=mode)
     try:
-        raw = load_dataset("nyu-mll/glue", task.hub_name, cache_dir=cache_dir)
+        raw = load_dataset("nyu-mll/glue", task.hub_name)
     except Exception as e:  # offline, or the Hub is unreachable
         raise UsageError(f"could not load GLUE {task.name} from the Hub ({type(e).__name__}); "
                          "offline, pass --data_dir glue_data/<TASK> or --train_file/--validation_file") from None
@@ -151,7 +153,7 @@ def load_glue_hub(task: GlueTask, cache_dir: str | None = None) -> GlueData:
     for sub_name, split in zip(task.submission_files, test_splits):
         data.test_sets[sub_name] = convert(raw[split])
     if task.name == "mnli":
-        data.test_sets[AX_SUBMISSION[0]] = convert(load_dataset("nyu-mll/glue", "ax", cache_dir=cache_dir)["test"])
+        data.test_sets[AX_SUBMISSION[0]] = convert(load_dataset("nyu-mll/glue", "ax")["test"])
     return data
 
 

@@ -30,7 +30,7 @@ def load_data(data_args: DataArguments, cache_dir: str | None = None) -> tuple[G
     elif user_files:
         data, task = load_glue_files(data_args.train_file, data_args.validation_file, data_args.test_file, task)
     elif task is not None:
-        data = load_glue_hub(task, cache_dir)
+        data = load_glue_hub(task, cache_dir, data_args.overwrite_cache)
     else:
         raise UsageError("no data: pass --task_name (Hub), --data_dir glue_data/<TASK>, or --train_file/"
                          "--validation_file")
