@@ -20,11 +20,9 @@ from distill.errors import UsageError
 from distill.glue.pipeline import LabelOrder, load_data, make_compute_metrics, tokenize, write_test_predictions
 from distill.modeling import (
     check_max_length,
-    check_same_vocabulary,
-    check_teacher_labels,
+    load_checked_teacher,
     load_classifier,
     load_source_config,
-    load_teacher,
     load_tokenizer,
     resolve_label_order,
 )
@@ -67,11 +65,9 @@ def run(argv: list[str] | None = None) -> dict:
     check_max_length(student, data_args.max_seq_length, "student")
     teacher = None
     if model_args.teacher_model and train_args.do_train:
-        teacher_model = load_teacher(model_args.teacher_model, model_args.cache_dir, model_args.trust_remote_code)
-        check_teacher_labels(teacher_model, student_order, task.num_labels, model_args.teacher_model)
-        check_same_vocabulary(tokenizer, load_tokenizer(model_args.teacher_model, model_args.cache_dir,
-                                                        model_args.trust_remote_code), model_args.teacher_model)
-        check_max_length(teacher_model, data_args.max_seq_length, "teacher")
+        teacher_model = load_checked_teacher(model_args.teacher_model, tokenizer, student_order, task.num_labels,
+                                             data_args.max_seq_length, model_args.cache_dir,
+                                             model_args.trust_remote_code)
         teacher = FrozenTeacher(teacher_model, accelerator)
 
     # ---- datasets and trainer

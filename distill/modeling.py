@@ -164,6 +164,17 @@ def check_teacher_labels(teacher: PreTrainedModel, student_order: list[str], num
                          "or start the student from a checkpoint with the teacher's order")
 
 
+def load_checked_teacher(path: str, student_tokenizer, student_label_order: list[str], num_labels: int,
+                         max_seq_length: int, cache_dir: str | None = None, trust_remote_code: bool = False):
+    """The teacher, after every pairing check with the student: outputs and label order,
+    vocabulary, and room for max_seq_length positions."""
+    teacher = load_teacher(path, cache_dir, trust_remote_code)
+    check_teacher_labels(teacher, student_label_order, num_labels, path)
+    check_same_vocabulary(student_tokenizer, load_tokenizer(path, cache_dir, trust_remote_code), path)
+    check_max_length(teacher, max_seq_length, "teacher")
+    return teacher
+
+
 def check_max_length(model: PreTrainedModel, max_seq_length: int, which: str) -> None:
     limit = getattr(model.config, "max_position_embeddings", None)
     if limit is not None and max_seq_length > limit:
