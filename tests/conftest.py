@@ -10,7 +10,7 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FIXTURES = os.path.join(REPO_ROOT, "tests", "fixtures", "glue_data")
+FIXTURES = os.path.join(REPO_ROOT, "tests", "fixtures", "glue_tiny")  # hand-written, GLUE layouts
 SHARED_GLUE = os.path.join(REPO_ROOT, "..", "shared", "data", "glue_data")
 
 

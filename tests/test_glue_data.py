@@ -1,4 +1,4 @@
-"""GLUE readers: the download_glue_data.py layouts (fixtures in tests/fixtures/glue_data), the user's
+"""GLUE readers: the download_glue_data.py layouts (fixtures in tests/fixtures/glue_tiny), the user's
 csv/tsv/json files, custom tasks, the errors users see, and the real files in ../shared/data."""
 from __future__ import annotations
 
