@@ -58,6 +58,7 @@ def _gradients_of_one_step(toy, micro_sizes, with_teacher, tmp_path):
     return captured, logs
 
 
+@pytest.mark.filterwarnings("ignore:Seems like `optimizer.step\\(\\)` has been overridden")  # our recorder
 @pytest.mark.parametrize("with_teacher", [False, True])
 @pytest.mark.parametrize("micro_sizes", [[4, 4], [3, 5], [2, 2, 2, 2]])
 def test_accumulation_gives_the_gradient_of_one_big_batch(toy, tmp_path, micro_sizes, with_teacher):
