@@ -34,6 +34,7 @@ from distill.batching import PaddingCollator, TokenizedDataset, TrainBatchOrder,
 from distill.checkpoint import (
     TrainerState,
     list_checkpoints,
+    load_model_weights,
     load_training_state,
     rng_state,
     rotate_checkpoints,
@@ -286,10 +287,8 @@ class DistillationTrainer:
         acc.wait_for_everyone()
 
     def _resume(self, path: str) -> None:
-        from safetensors.torch import load_file
         training, state = load_training_state(path)
-        weights = os.path.join(path, "model.safetensors")
-        self.unwrapped_student.load_state_dict(load_file(weights), strict=False)
+        load_model_weights(self.unwrapped_student, os.path.join(path, "model.safetensors"))
         self.optimizer.load_state_dict(training["optimizer"])
         self.scheduler.load_state_dict(training["scheduler"])
         if self.teacher is not None:
@@ -303,8 +302,7 @@ class DistillationTrainer:
         best_dir = os.path.join(self.args.output_dir, BEST_DIR)
         self.accelerator.wait_for_everyone()
         if self.state.best_step is not None and os.path.isdir(best_dir):
-            from safetensors.torch import load_file
-            self.unwrapped_student.load_state_dict(load_file(os.path.join(best_dir, "model.safetensors")), strict=False)
+            load_model_weights(self.unwrapped_student, os.path.join(best_dir, "model.safetensors"))
             logger.info("loaded the best model (step %d, %s = %.4f)", self.state.best_step, self.main_metric,
                         self.state.best_metric)
 

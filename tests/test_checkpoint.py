@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 
 import pytest
+import torch
 
 from distill.checkpoint import list_checkpoints, resolve_resume, rotate_checkpoints
 from distill.errors import UsageError
@@ -47,3 +48,18 @@ def test_atomic_writes_replace_whole_files_and_dirs(tmp_path):
     (tmp_path / "final" / "f").write_text("old")
     replace_dir(str(tmp_path / "new"), str(tmp_path / "final"))
     assert (tmp_path / "final" / "f").read_text() == "new" and not (tmp_path / "new").exists()
+
+
+def test_load_model_weights_accepts_tied_keys_and_refuses_a_different_model(tmp_path):
+    from transformers import BertConfig, BertForMaskedLM, BertForSequenceClassification
+
+    from distill.checkpoint import load_model_weights
+    tiny = dict(vocab_size=30, hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=8)
+    mlm = BertForMaskedLM(BertConfig(**tiny))  # decoder weight tied to the word embeddings
+    mlm.save_pretrained(tmp_path / "mlm")
+    fresh = BertForMaskedLM(BertConfig(**tiny))
+    load_model_weights(fresh, str(tmp_path / "mlm" / "model.safetensors"))
+    assert torch.equal(fresh.cls.predictions.decoder.weight, mlm.cls.predictions.decoder.weight)
+    other = BertForSequenceClassification(BertConfig(**{**tiny, "num_hidden_layers": 2}))
+    with pytest.raises(UsageError, match="does not fit the model"):
+        load_model_weights(other, str(tmp_path / "mlm" / "model.safetensors"))
