@@ -2,11 +2,13 @@
 """Wall time and peak memory of one optimizer step, per training method, through the real trainer.
 
     .venv/bin/python benchmarks/step_cost.py                    # every method (default: --method all)
-    .venv/bin/python benchmarks/step_cost.py --method kd --steps 10 --threads 1 --rounds 3
+    .venv/bin/python benchmarks/step_cost.py --method kd --steps 10 --threads 1
 
 Each method is timed on the same fixed teacher/student pair (random init, no network, CPU) by
 building a real `DistillationTrainer` and calling its `optimizer_step([batch])`: the code a training
-run executes per step, minus data loading, logging and checkpointing.
+run executes per step, minus data loading, logging and checkpointing. All methods (and a bare teacher
+forward, for the KD bound) are timed in ONE process, interleaved step by step, so the ratios are
+measured side by side; peak memory comes from a fresh process per method.
 
 Output (stdout, one JSON object per line; progress and library warnings go to stderr):
     {"method", "step_s", "ratio_to_finetune", "peak_rss_mb"}          one line per method
@@ -99,19 +101,6 @@ def _make_batch(collator, seed: int) -> dict:
     return collator(items)
 
 
-def _median_seconds(fn, warmup: int, steps: int) -> tuple[float, list[float]]:
-    """Median wall time of `fn` over `steps` calls after `warmup` untimed ones. The median, not the
-    mean: on a shared machine single steps get descheduled, and one outlier must not move the result."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), times
-
-
 def _peak_rss_mb() -> float:
     """This process's peak resident set size so far. ru_maxrss is KiB on Linux, bytes on macOS."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -122,73 +111,90 @@ def _log(msg: str) -> None:
     print(f"[step_cost] {msg}", file=sys.stderr, flush=True)
 
 
-def run_worker(method: str, steps: int, warmup: int, threads: int | None, seed: int) -> dict:
-    """Time `method`'s optimizer step in this (fresh) process; returns the result dict."""
-    import torch
-    if threads:
-        torch.set_num_threads(threads)
-    sys.path.insert(0, REPO_ROOT)
+def _build_trainers(methods: list[str], seed: int):
+    """One real DistillationTrainer per method (optimizer made exactly as train() makes it), plus a
+    bare teacher and the shared batch."""
     from distill.args import TrainingArguments
     from distill.batching import PaddingCollator
-    from distill.modeling import forward_input_names, model_inputs
     from distill.trainer import DistillationTrainer, make_accelerator
 
-    with tempfile.TemporaryDirectory(prefix="step_cost_") as tmp:
-        # use_cpu: the workload is defined as a CPU benchmark; without it a machine with a GPU would
-        # silently time something else.
-        args = TrainingArguments(output_dir=tmp, per_device_train_batch_size=BATCH_SIZE, report_to="none",
-                                 disable_tqdm=True, max_grad_norm=1.0, use_cpu=True, seed=seed)
-        accelerator = make_accelerator(args)
-        collator = PaddingCollator(0)
-        trainer = DistillationTrainer(args=args, accelerator=accelerator, collator=collator,
-                                      **METHODS[method](accelerator, seed))
-        # The optimizer/scheduler exactly as train() makes them; 1000 steps so the linear schedule
-        # does not reach lr 0 within the benchmark.
-        trainer.create_optimizer(total_steps=1000)
-        batch = trainer._to_device(_make_batch(collator, seed))
+    tmp = tempfile.mkdtemp(prefix="step_cost_")
+    # use_cpu: the workload is defined as a CPU benchmark; without it a GPU machine would time
+    # something else.
+    args = TrainingArguments(output_dir=tmp, per_device_train_batch_size=BATCH_SIZE, report_to="none",
+                             disable_tqdm=True, max_grad_norm=1.0, use_cpu=True, seed=seed)
+    accelerator = make_accelerator(args)
+    collator = PaddingCollator(0)
+    trainers = {}
+    for method in methods:
+        trainers[method] = DistillationTrainer(args=args, accelerator=accelerator, collator=collator,
+                                               **METHODS[method](accelerator, seed))
+        # 1000 steps so that the linear schedule does not reach lr 0 within the benchmark.
+        trainers[method].create_optimizer(total_steps=1000)
+    return trainers, _make_batch(collator, seed), accelerator
 
-        last_logs = {}
 
-        def step():
-            last_logs.update(trainer.optimizer_step([batch]))
+def _step_fn(trainer, batch, method: str):
+    logs = {}
 
-        step_s, times = _median_seconds(step, warmup, steps)
-        # Read right after the method's own steps, before anything else is allocated below.
-        peak = _peak_rss_mb()
-        loss = last_logs.get("loss/total", float("nan"))
+    def step():
+        logs.update(trainer.optimizer_step([batch]))
+        loss = logs["loss/total"]
         if not loss == loss or loss in (float("inf"), float("-inf")):
             raise RuntimeError(f"{method}: non-finite loss {loss} (the step did not run as intended)")
-        _log(f"{method}: threads={torch.get_num_threads()} steps(s)={[round(t, 3) for t in times]} "
-             f"median={step_s:.4f}s peak_rss={peak:.0f}MB loss={loss:.4f}")
-        result = {"method": method, "step_s": step_s, "peak_rss_mb": peak}
+    return step
 
-        if method == REFERENCE:
-            # The bound's other ingredient, in the same process as the student step it is compared
-            # with (same threads, same allocator state, close in time): a plain inference-mode
-            # forward of the eval-mode teacher, outside the library, i.e. the ideal cost KD has to add.
-            # Built only now, so it does not count in the fine-tuning peak RSS read above.
-            teacher = _make_bert(TEACHER_LAYERS, seed + 1).to(accelerator.device).eval()
-            inputs = model_inputs(batch, forward_input_names(teacher))
 
-            def teacher_forward():
-                with torch.inference_mode():
-                    teacher(**inputs)
+def time_side_by_side(methods: list[str], steps: int, warmup: int, seed: int) -> dict[str, float]:
+    """Median step time of every method, and of a bare teacher forward, measured in ONE process with
+    the methods interleaved step by step (finetune, kd, teacher, finetune, kd, ...): on a shared,
+    noisy machine a slow spell then hits every method alike, so the ratios are trustworthy even when
+    the absolute times drift."""
+    import torch
 
-            result["teacher_forward_s"], t_times = _median_seconds(teacher_forward, warmup, steps)
-            _log(f"teacher forward: times(s)={[round(t, 3) for t in t_times]} "
-                 f"median={result['teacher_forward_s']:.4f}s")
-    return result
+    from distill.modeling import forward_input_names, model_inputs
+
+    trainers, batch, accelerator = _build_trainers(methods, seed)
+    fns = {m: _step_fn(trainers[m], batch, m) for m in methods}
+    # The bound's ideal teacher cost: a plain inference-mode forward of the eval-mode teacher,
+    # outside the library.
+    teacher = _make_bert(TEACHER_LAYERS, seed + 1).to(accelerator.device).eval()
+    device_batch = {k: v.to(accelerator.device) for k, v in batch.items()}
+    inputs = model_inputs(device_batch, forward_input_names(teacher))
+
+    def teacher_forward():
+        with torch.inference_mode():
+            teacher(**inputs)
+    fns["teacher_forward"] = teacher_forward
+
+    times = {name: [] for name in fns}
+    for i in range(warmup + steps):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            if i >= warmup:
+                times[name].append(time.perf_counter() - start)
+    for name, ts in times.items():
+        _log(f"{name}: threads={torch.get_num_threads()} times(s)={[round(t, 3) for t in ts]}")
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def run_memory_worker(method: str, steps: int, warmup: int, seed: int) -> dict:
+    """Peak RSS of `method` alone: in a fresh process, since ru_maxrss is a per-process high-water mark."""
+    trainers, batch, _ = _build_trainers([method], seed)
+    step = _step_fn(trainers[method], batch, method)
+    for _ in range(warmup + steps):
+        step()
+    return {"method": method, "peak_rss_mb": _peak_rss_mb()}
 
 
 # ---------------------------------------------------------------- orchestration (parent side)
 def _spawn(method: str, opts: argparse.Namespace) -> dict:
-    """Run one method in a fresh interpreter: ru_maxrss is a per-process high-water mark, so only a
-    process that ran nothing else reports that method's own peak memory."""
+    """The memory worker of one method, in a fresh interpreter."""
     cmd = [sys.executable, os.path.abspath(__file__), "--_worker", method, "--steps", str(opts.steps),
            "--warmup", str(opts.warmup), "--seed", str(opts.seed)]
     if opts.threads:
         cmd += ["--threads", str(opts.threads)]
-    _log(f"running {method} ...")
     proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)  # stderr passes through
     # The result is the last JSON line: anything a library prints to stdout comes before it.
     for line in reversed(proc.stdout.splitlines()):
@@ -200,7 +206,7 @@ def _spawn(method: str, opts: argparse.Namespace) -> dict:
             if proc.returncode == 0 and result.get("method") == method:
                 return result
     sys.stdout.write(proc.stdout)
-    raise SystemExit(f"step_cost: worker for {method!r} failed (exit {proc.returncode})")
+    raise SystemExit(f"step_cost: memory worker for {method!r} failed (exit {proc.returncode})")
 
 
 def _selected_methods(requested: list[str] | None) -> list[str]:
@@ -220,9 +226,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help=f"timed optimizer steps per method, median reported (>= {MIN_STEPS}; default %(default)s)")
     p.add_argument("--warmup", type=int, default=WARMUP_STEPS, help="untimed steps first (default %(default)s)")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's default)")
-    p.add_argument("--rounds", type=int, default=1,
-                   help="repeat every method's worker this many times, alternating, and report the median "
-                        "(peak RSS: the maximum); for noisy machines (default %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="weights and batch seed (default %(default)s)")
     p.add_argument("--_worker", metavar="METHOD", choices=list(METHODS), help=argparse.SUPPRESS)
     opts = p.parse_args(argv)
@@ -230,8 +233,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error(f"--steps must be >= {MIN_STEPS}, got {opts.steps}")
     if opts.warmup < 0:
         p.error("--warmup must be >= 0")
-    if opts.rounds < 1:
-        p.error("--rounds must be >= 1")
     if opts.threads is not None and opts.threads < 1:
         p.error("--threads must be >= 1")
     return opts
@@ -239,32 +240,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     opts = parse_args(argv)
+    sys.path.insert(0, REPO_ROOT)  # distill/ and losses/ come from the checkout, not the venv
+    if opts.threads:
+        import torch
+        torch.set_num_threads(opts.threads)
     if opts._worker:
-        result = run_worker(opts._worker, opts.steps, opts.warmup, opts.threads, opts.seed)
-        print(json.dumps(result), flush=True)
+        print(json.dumps(run_memory_worker(opts._worker, opts.steps, opts.warmup, opts.seed)), flush=True)
         return 0
 
-    # Methods run one after another, never in parallel: they would compete for the same cores.
-    # With --rounds R the whole sequence is repeated R times (finetune, kd, finetune, kd, ...) and the
-    # median over rounds is kept: on a shared machine the speed drifts over minutes, and alternating
-    # keeps a slow spell from landing on one method only.
     methods = _selected_methods(opts.method)
-    runs = {m: [] for m in methods}
-    for _ in range(opts.rounds):
-        for m in methods:
-            runs[m].append(_spawn(m, opts))
-    results = {m: {"step_s": statistics.median(r["step_s"] for r in rs),
-                   "peak_rss_mb": max(r["peak_rss_mb"] for r in rs)} for m, rs in runs.items()}
-    ref = results[REFERENCE]
-    ref["teacher_forward_s"] = statistics.median(r["teacher_forward_s"] for r in runs[REFERENCE])
-    for method, r in results.items():
-        print(json.dumps({"method": method, "step_s": round(r["step_s"], 4),
-                          "ratio_to_finetune": round(r["step_s"] / ref["step_s"], 3),
-                          "peak_rss_mb": round(r["peak_rss_mb"], 1)}), flush=True)
-    bound = 1.0 + ref["teacher_forward_s"] / ref["step_s"] + KD_SLACK
-    within = results["kd"]["step_s"] / ref["step_s"] <= bound if "kd" in results else None
-    print(json.dumps({"kd_bound_ratio": round(bound, 3), "teacher_forward_s": round(ref["teacher_forward_s"], 4),
-                      "student_step_s": round(ref["step_s"], 4), "kd_within_bound": within}), flush=True)
+    memory = {m: _spawn(m, opts)["peak_rss_mb"] for m in methods}  # one at a time, never in parallel
+    _log(f"timing {', '.join(methods)} side by side ...")
+    step_s = time_side_by_side(methods, opts.steps, opts.warmup, opts.seed)
+    ref = step_s[REFERENCE]
+    for method in methods:
+        print(json.dumps({"method": method, "step_s": round(step_s[method], 4),
+                          "ratio_to_finetune": round(step_s[method] / ref, 3),
+                          "peak_rss_mb": round(memory[method], 1)}), flush=True)
+    bound = 1.0 + step_s["teacher_forward"] / ref + KD_SLACK
+    within = step_s["kd"] / ref <= bound if "kd" in step_s else None
+    print(json.dumps({"kd_bound_ratio": round(bound, 3), "teacher_forward_s": round(step_s["teacher_forward"], 4),
+                      "student_step_s": round(ref, 4), "kd_within_bound": within}), flush=True)
     return 0
 
 
