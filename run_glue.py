@@ -22,9 +22,7 @@ from distill.modeling import (
     check_max_length,
     load_checked_teacher,
     load_classifier,
-    load_source_config,
     load_tokenizer,
-    resolve_label_order,
 )
 from distill.objective import SequenceClassificationObjective
 from distill.teacher import FrozenTeacher
@@ -56,12 +54,9 @@ def run(argv: list[str] | None = None) -> dict:
     # ---- models
     tokenizer = load_tokenizer(model_args.tokenizer_name or model_args.model_name_or_path, model_args.cache_dir,
                                model_args.trust_remote_code)
-    source_config = load_source_config(model_args.config_name or model_args.model_name_or_path,
-                                       model_args.cache_dir, model_args.trust_remote_code)
-    student_order = resolve_label_order(source_config, task.labels) if not task.is_regression else []
-    student = load_classifier(model_args.model_name_or_path, task.num_labels, student_order,
-                              config_name=model_args.config_name, cache_dir=model_args.cache_dir,
-                              trust_remote_code=model_args.trust_remote_code, layer_ids=layer_ids)
+    student, student_order = load_classifier(model_args.model_name_or_path, task.labels,
+                                             config_name=model_args.config_name, cache_dir=model_args.cache_dir,
+                                             trust_remote_code=model_args.trust_remote_code, layer_ids=layer_ids)
     check_max_length(student, data_args.max_seq_length, "student")
     teacher = None
     if model_args.teacher_model and train_args.do_train:

@@ -1,26 +1,35 @@
 """Atomic file writes: a kill mid-write leaves the previous file intact, never a half-written one."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import tempfile
 
 
-def atomic_write_text(path: str, text: str) -> None:
+@contextlib.contextmanager
+def atomic_path(path: str):
+    """Yield a temporary path beside `path`; whatever the block writes there replaces `path` only if
+    the block finishes, so a crash leaves the old file (or none), never a half-written one."""
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
+    os.close(fd)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
+        yield tmp
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def atomic_write_text(path: str, text: str) -> None:
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def atomic_write_json(path: str, obj) -> None:

@@ -22,13 +22,20 @@ PROBE_TEXT = "The quick brown fox jumps over the lazy dog; distillation costs 42
 _GENERIC_LABEL = re.compile(r"^LABEL_\d+$")
 
 
-def load_tokenizer(name_or_path: str, cache_dir: str | None = None, trust_remote_code: bool = False):
+def _load(what: str, loader, name_or_path: str, fix: str, **kwargs):
+    """`loader(name_or_path, **kwargs)`; any failure (missing dir, Hub offline, corrupt files) becomes
+    one UsageError line naming what could not be loaded, from where, why, and the fix."""
     try:
-        return AutoTokenizer.from_pretrained(name_or_path, cache_dir=cache_dir, trust_remote_code=trust_remote_code)
+        return loader(name_or_path, **kwargs)
     except Exception as e:
-        raise UsageError(f"could not load a tokenizer from {name_or_path!r} ({type(e).__name__}: "
-                         f"{str(e).splitlines()[0][:200]}); pass a model dir with tokenizer files, a Hub id "
-                         "(online), or --tokenizer_name") from None
+        reason = (str(e).splitlines() or [""])[0][:200]
+        raise UsageError(f"could not load {what} from {name_or_path!r} ({type(e).__name__}: {reason}); {fix}") from None
+
+
+def load_tokenizer(name_or_path: str, cache_dir: str | None = None, trust_remote_code: bool = False):
+    return _load("a tokenizer", AutoTokenizer.from_pretrained, name_or_path,
+                 "pass a model dir with tokenizer files, a Hub id (online), or --tokenizer_name",
+                 cache_dir=cache_dir, trust_remote_code=trust_remote_code)
 
 
 def model_label_names(config) -> list[str] | None:
@@ -51,45 +58,40 @@ def resolve_label_order(config, task_labels: tuple[str, ...]) -> list[str]:
     return list(task_labels)
 
 
-def load_classifier(name_or_path: str, num_labels: int, label_order: list[str] | None, *,
-                    config_name: str | None = None, cache_dir: str | None = None,
-                    trust_remote_code: bool = False, layer_ids: list[int] | None = None) -> PreTrainedModel:
-    """A sequence classifier with `num_labels` outputs, optionally cut down to the listed layers."""
+def load_classifier(name_or_path: str, task_labels: tuple[str, ...], *, config_name: str | None = None,
+                    cache_dir: str | None = None, trust_remote_code: bool = False,
+                    layer_ids: list[int] | None = None) -> tuple[PreTrainedModel, list[str]]:
+    """The student: a sequence classifier for the task's labels (one output when there are none:
+    regression), optionally cut down to the listed layers. Returns it with its label order
+    (see resolve_label_order)."""
     config = load_source_config(config_name or name_or_path, cache_dir, trust_remote_code)
+    label_order = resolve_label_order(config, task_labels) if task_labels else []
+    num_labels = len(task_labels) or 1
     config.num_labels = num_labels
     if label_order:
         config.id2label = dict(enumerate(label_order))
         config.label2id = {name: i for i, name in enumerate(label_order)}
     config.problem_type = "regression" if num_labels == 1 else "single_label_classification"
-    try:
-        model = AutoModelForSequenceClassification.from_pretrained(
-            name_or_path, config=config, cache_dir=cache_dir, trust_remote_code=trust_remote_code,
-            ignore_mismatched_sizes=True)
-    except Exception as e:
-        raise UsageError(f"could not load model weights from {name_or_path!r} ({type(e).__name__}: "
-                         f"{str(e).splitlines()[0][:200]})") from None
+    # ignore_mismatched_sizes: a head of another size (e.g. MNLI's 3 labels for a 2-label task) is re-made.
+    model = _load("model weights", AutoModelForSequenceClassification.from_pretrained, name_or_path,
+                  "pass a local model dir or a Hub id (online)", config=config, cache_dir=cache_dir,
+                  trust_remote_code=trust_remote_code, ignore_mismatched_sizes=True)
     if layer_ids is not None:
         model = keep_layers(model, layer_ids)
-    return model
+    return model, label_order
 
 
 def load_teacher(name_or_path: str, cache_dir: str | None = None, trust_remote_code: bool = False) -> PreTrainedModel:
     """The teacher exactly as saved: its head is never resized or re-initialised (a head that does
     not fit the task is refused by check_teacher_labels instead)."""
-    try:
-        return AutoModelForSequenceClassification.from_pretrained(name_or_path, cache_dir=cache_dir,
-                                                                  trust_remote_code=trust_remote_code)
-    except Exception as e:
-        raise UsageError(f"could not load the teacher from {name_or_path!r} ({type(e).__name__}: "
-                         f"{str(e).splitlines()[0][:200]}); pass a model dir fine-tuned on the task") from None
+    return _load("the teacher", AutoModelForSequenceClassification.from_pretrained, name_or_path,
+                 "pass a model dir fine-tuned on the task", cache_dir=cache_dir, trust_remote_code=trust_remote_code)
 
 
 def load_source_config(name_or_path: str, cache_dir: str | None = None, trust_remote_code: bool = False):
-    try:
-        return AutoConfig.from_pretrained(name_or_path, cache_dir=cache_dir, trust_remote_code=trust_remote_code)
-    except Exception as e:
-        raise UsageError(f"could not load a model config from {name_or_path!r} ({type(e).__name__}); pass a "
-                         "local model dir or a Hub id (online)") from None
+    return _load("a model config", AutoConfig.from_pretrained, name_or_path,
+                 "pass a local model dir or a Hub id (online)", cache_dir=cache_dir,
+                 trust_remote_code=trust_remote_code)
 
 
 def _layer_list(model: nn.Module) -> tuple[str, nn.ModuleList]:

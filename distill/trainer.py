@@ -144,7 +144,8 @@ class DistillationTrainer:
         """
         acc = self.accelerator
         micro_batches = [self._to_device(b) for b in micro_batches]
-        local = {k: sum(self.objective.counts(b)[k] for b in micro_batches) for k in self.objective.weights}
+        per_batch = [self.objective.counts(b) for b in micro_batches]
+        local = {k: sum(c[k] for c in per_batch) for k in self.objective.weights}
         counts = acc.reduce(torch.tensor(list(local.values()), device=acc.device, dtype=torch.float64), "sum")
         counts = dict(zip(local, counts.clamp(min=1).tolist()))
         logs = self.teacher.before_optimizer_step(self, micro_batches) if self.teacher is not None else {}

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 import zipfile
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -22,6 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from distill.errors import UsageError  # noqa: E402
 from distill.glue.submission import SUBMISSION_HEADER, expected_submission_files, format_predictions  # noqa: E402
 from distill.glue.tasks import GlueTask  # noqa: E402
+from distill.io_utils import atomic_path  # noqa: E402
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -102,19 +102,9 @@ def placeholder(task: GlueTask, rows: int) -> str:
 
 def write_zip_atomic(output: str, members: dict[str, str | bytes]) -> None:
     """A flat zip (names without folders), written to a temp file and renamed into place."""
-    directory = os.path.dirname(os.path.abspath(output))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".zip")
-    os.close(fd)
-    try:
-        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-            for name, content in members.items():
-                zf.writestr(name, content)
-        os.replace(tmp, output)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with atomic_path(output) as tmp, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for name, content in members.items():
+            zf.writestr(name, content)
 
 
 def make_submission(args: argparse.Namespace) -> list[str]:

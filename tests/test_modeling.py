@@ -33,7 +33,8 @@ def test_keep_layers_copies_exactly_the_listed_layers(toy, layer_ids):
 
 
 def test_num_layers_is_the_first_n_layers(toy):
-    model = load_classifier(toy["teacher4"], 2, ["negative", "positive"], layer_ids=[0, 1])
+    model, order = load_classifier(toy["teacher4"], ("negative", "positive"), layer_ids=[0, 1])
+    assert order == ["negative", "positive"]
     full = AutoModelForSequenceClassification.from_pretrained(toy["teacher4"])
     torch.testing.assert_close(model.bert.encoder.layer[1].output.dense.weight,
                                full.bert.encoder.layer[1].output.dense.weight)
