@@ -2,7 +2,9 @@
 """Fine-tune or distil a model on a GLUE task (the flags of Hugging Face's run_glue.py).
 
 Without --teacher_model the student is fine-tuned on the labels (this is how teachers are made);
-with one, it is distilled with Hinton KD: L = α_kd·τ²·KL(p_t^τ‖p_s^τ) + (1−α_kd)·CE.
+with one, it is distilled with Hinton KD: L = α_kd·τ²·KL(p_t^τ‖p_s^τ) + (1−α_kd)·CE. With
+--train_teacher the teacher learns too (ProKT), and with --use_lgtm it learns from its influence on
+the student's quiz loss (LGTM); see lgtm/.
 
     python run_glue.py --model_name_or_path <student> --teacher_model <teacher> --task_name rte \
         --data_dir glue_data/RTE --do_train --do_eval --output_dir out
@@ -23,19 +25,23 @@ from distill.modeling import (
     load_checked_teacher,
     load_classifier,
     load_tokenizer,
+    load_trainable_teacher,
 )
 from distill.objective import SequenceClassificationObjective
 from distill.teacher import FrozenTeacher
 from distill.trainer import DistillationTrainer, make_accelerator, seed_everything, setup_logging
+from lgtm.args import TeacherLearningArguments
+from lgtm.build import make_learning_teacher, split_quiz_data, zero_output_layer
 
 logger = logging.getLogger("run_glue")
 
 
 def run(argv: list[str] | None = None) -> dict:
-    model_args, data_args, train_args, kd_args = parse_command_line(
-        (ModelArguments, DataArguments, TrainingArguments, DistillationArguments), argv)
+    model_args, data_args, train_args, kd_args, teacher_args = parse_command_line(
+        (ModelArguments, DataArguments, TrainingArguments, DistillationArguments, TeacherLearningArguments), argv)
     train_args.validate()
     kd_args.validate()
+    teacher_args.validate(has_teacher=bool(model_args.teacher_model), alpha_kd=kd_args.alpha_kd)
     layer_ids = model_args.layer_ids()
     resume_from = resolve_resume(train_args.output_dir, train_args.do_train, train_args.overwrite_output_dir,
                                  train_args.resume_from_checkpoint)
@@ -58,27 +64,48 @@ def run(argv: list[str] | None = None) -> dict:
                                              config_name=model_args.config_name, cache_dir=model_args.cache_dir,
                                              trust_remote_code=model_args.trust_remote_code, layer_ids=layer_ids)
     check_max_length(student, data_args.max_seq_length, "student")
-    teacher = None
+    teacher_model = None
     if model_args.teacher_model and train_args.do_train:
-        teacher_model = load_checked_teacher(model_args.teacher_model, tokenizer, student_order, task.num_labels,
-                                             data_args.max_seq_length, model_args.cache_dir,
-                                             model_args.trust_remote_code)
-        teacher = FrozenTeacher(teacher_model, accelerator)
+        if teacher_args.train_teacher:
+            teacher_model = load_trainable_teacher(model_args.teacher_model, tokenizer, student_order, task.labels,
+                                                   data_args.max_seq_length, model_args.cache_dir,
+                                                   model_args.trust_remote_code)
+        else:
+            teacher_model = load_checked_teacher(model_args.teacher_model, tokenizer, student_order,
+                                                 task.num_labels, data_args.max_seq_length, model_args.cache_dir,
+                                                 model_args.trust_remote_code)
+        if teacher_args.init_classifier_to_zero:
+            for model in (student, teacher_model):
+                logger.info("zeroed %s of %s", zero_output_layer(model), type(model).__name__)
 
     # ---- datasets and trainer
     label_order = LabelOrder(task, student_order)
     encode = lambda ex: tokenize(ex, tokenizer, data_args.max_seq_length, label_order)  # noqa: E731
-    train_dataset = encode(data.train) if train_args.do_train else None
+    train_examples = data.train if train_args.do_train else None
+    quiz_examples = None
+    if train_examples is not None and teacher_args.use_lgtm:  # LGTM's held-out quiz data
+        train_examples, quiz_examples = split_quiz_data(train_examples, data.eval_sets.get(""), teacher_args,
+                                                        train_args.seed)
+    train_dataset = encode(train_examples) if train_examples is not None else None
     eval_datasets = {k: encode(v) for k, v in data.eval_sets.items()} if train_args.do_eval else {}
     pad_to = data_args.max_seq_length if data_args.pad_to_max_length else None
+    collator = PaddingCollator(tokenizer.pad_token_id, pad_to)
+    objective = SequenceClassificationObjective(task.is_regression, teacher_model is not None, kd_args.alpha_kd,
+                                                kd_args.temperature)
+    teacher = None
+    if teacher_model is not None and teacher_args.train_teacher:
+        teacher = make_learning_teacher(
+            teacher_args, teacher_model, accelerator, is_regression=task.is_regression, student_objective=objective,
+            quiz_dataset=encode(quiz_examples) if quiz_examples is not None else None, collator=collator,
+            quiz_batch_size=train_args.per_device_train_batch_size, seed=train_args.seed)
+    elif teacher_model is not None:
+        teacher = FrozenTeacher(teacher_model, accelerator)
     os.makedirs(train_args.output_dir, exist_ok=True)
     trainer = DistillationTrainer(
-        args=train_args, accelerator=accelerator, student=student,
-        objective=SequenceClassificationObjective(task.is_regression, teacher is not None, kd_args.alpha_kd,
-                                                  kd_args.temperature),
-        collator=PaddingCollator(tokenizer.pad_token_id, pad_to), train_dataset=train_dataset,
-        eval_datasets=eval_datasets, teacher=teacher, compute_metrics=make_compute_metrics(task, label_order),
-        main_metric=task.main_metric, tokenizer=tokenizer, group_by_length=data_args.group_by_length)
+        args=train_args, accelerator=accelerator, student=student, objective=objective, collator=collator,
+        train_dataset=train_dataset, eval_datasets=eval_datasets, teacher=teacher,
+        compute_metrics=make_compute_metrics(task, label_order), main_metric=task.main_metric, tokenizer=tokenizer,
+        group_by_length=data_args.group_by_length)
 
     results = {}
     if train_args.do_train:
@@ -91,6 +118,11 @@ def run(argv: list[str] | None = None) -> dict:
         trainer.save_metrics("eval", eval_metrics)
         results.update(eval_metrics)
         logger.info("dev results: %s", {k: round(v, 4) for k, v in eval_metrics.items()})
+        if teacher is not None and teacher.learns and train_args.do_train:  # the best teacher, saved in teacher/
+            teacher_metrics = trainer.evaluate(teacher.model, prefix="teacher_eval_")
+            trainer.save_metrics("teacher_eval", teacher_metrics)
+            results.update(teacher_metrics)
+            logger.info("teacher dev results: %s", {k: round(v, 4) for k, v in teacher_metrics.items()})
     if train_args.do_predict:
         test_datasets = {k: encode(v) for k, v in data.test_sets.items()}
         written = write_test_predictions(trainer, task, data.test_sets, test_datasets, label_order,

@@ -18,13 +18,6 @@ from distill.errors import UsageError
 
 # Flags of methods whose issues have not landed yet: refused by name instead of "unrecognized".
 NOT_YET_IMPLEMENTED = {
-    "train_teacher": "ProKT (teachers that learn)",
-    "t_learning_rate": "ProKT/LGTM (teachers that learn)",
-    "t_alpha_kd": "ProKT/LGTM (teachers that learn)",
-    "init_classifier_to_zero": "ProKT/LGTM (teachers that learn)",
-    "use_lgtm": "LGTM",
-    "lgtm_influence": "LGTM", "lgtm_fd_radius": "LGTM", "lgtm_exact": "LGTM",
-    "lgtm_quiz_source": "LGTM", "lgtm_quiz_fraction": "LGTM",
     "use_opdf": "OPDF (MPO students)", "mpo_targets": "OPDF (MPO students)",
     "opdf_align_weight": "OPDF (MPO students)",
     "alpha_ce": "feature distillation", "alpha_glue": "feature distillation",
@@ -193,7 +186,7 @@ def _refuse_unbuilt_flags(names: list[str]) -> None:
         key = name.lstrip("-").split("=")[0]
         if key in NOT_YET_IMPLEMENTED:
             raise UsageError(f"--{key} belongs to {NOT_YET_IMPLEMENTED[key]}, which this version does not "
-                             "implement yet; drop the flag (plain KD and fine-tuning are available)")
+                             "implement yet; drop the flag (fine-tuning, KD, ProKT and LGTM are available)")
 
 
 def _aliases(dataclass_types) -> dict[str, str]:

@@ -28,6 +28,9 @@ class TrainerState:
     epoch: float = 0.0
     best_metric: float | None = None
     best_step: int | None = None
+    # a teacher that learns (ProKT, LGTM) is selected on its own dev metric
+    teacher_best_metric: float | None = None
+    teacher_best_step: int | None = None
     log_history: list[dict] = field(default_factory=list)
     # Running sums of the step logs since the last logged step, checkpointed so that a resumed run
     # logs exactly what an uninterrupted one would.

@@ -177,6 +177,20 @@ def load_checked_teacher(path: str, student_tokenizer, student_label_order: list
     return teacher
 
 
+def load_trainable_teacher(path: str, student_tokenizer, student_label_order: list[str],
+                           task_labels: tuple[str, ...], max_seq_length: int, cache_dir: str | None = None,
+                           trust_remote_code: bool = False):
+    """A teacher that will learn (ProKT, LGTM): like the student, a pretrained model gets a new head for
+    the task's labels; a fine-tuned one keeps its head, which must use the student's label order."""
+    teacher, order = load_classifier(path, task_labels, cache_dir=cache_dir, trust_remote_code=trust_remote_code)
+    if list(order) != list(student_label_order):
+        raise UsageError(f"teacher {path!r} label order {order} differs from the student's "
+                         f"{list(student_label_order)}; start both from checkpoints with the same order")
+    check_same_vocabulary(student_tokenizer, load_tokenizer(path, cache_dir, trust_remote_code), path)
+    check_max_length(teacher, max_seq_length, "teacher")
+    return teacher
+
+
 def check_max_length(model: PreTrainedModel, max_seq_length: int, which: str) -> None:
     limit = getattr(model.config, "max_position_embeddings", None)
     if limit is not None and max_seq_length > limit:

@@ -1,7 +1,13 @@
-"""Teacher strategies: how the teacher produces its outputs, and whether it learns.
+"""Teacher strategies: how the teacher produces its outputs, and whether (and how) it learns.
 
-The trainer calls `before_optimizer_step(...)` once per optimizer step (teachers that learn, such
-as ProKT and LGTM, update themselves there) and `outputs(batch)` per micro-batch.
+The trainer calls, on the strategy it is given:
+- `prepare(trainer, total_steps)` once, after the student's optimizer exists (a teacher that learns
+  makes its own optimizer and schedule there);
+- `before_optimizer_step(trainer, micro_batches)` once per optimizer step, before the student's
+  forward/backward (teachers that learn, ProKT and LGTM in lgtm/, update themselves there) and
+  returns logs;
+- `outputs(batch)` per micro-batch: the targets the student learns from;
+- `state_dict()/load_state_dict()` for checkpoints.
 """
 from __future__ import annotations
 
@@ -11,23 +17,32 @@ from torch import nn
 from distill.modeling import forward_input_names, model_inputs
 
 
-class FrozenTeacher:
-    """A fixed teacher: eval mode (no dropout), no gradients, no autograd graph, never wrapped in
-    DDP. It gets its own inputs from the batch, e.g. token_type_ids for a BERT teacher even when the
-    student (DistilBERT) takes none."""
+class Teacher:
+    """The interface, with the behaviour of a fixed teacher: eval mode (no dropout), no gradients, no
+    autograd graph, never wrapped in DDP. It gets its own inputs from the batch, e.g. token_type_ids
+    for a BERT teacher even when the student (DistilBERT) takes none."""
+
+    learns = False  # a teacher that learns is evaluated, selected and saved alongside the student
 
     def __init__(self, model: nn.Module, accelerator):
         self.model = model.to(accelerator.device).eval()
-        self.model.requires_grad_(False)
         self.accelerator = accelerator
         self.input_names = forward_input_names(self.model)
 
-    def before_optimizer_step(self, trainer, micro_batches) -> dict[str, float]:
+    def prepare(self, trainer, total_steps: int) -> None:
+        pass
+
+    def before_optimizer_step(self, trainer, micro_batches: list[dict]) -> dict[str, float]:
         return {}  # nothing to learn
 
     def outputs(self, batch: dict[str, torch.Tensor]):
+        """The teacher's outputs as constants: eval mode, no graph (also for a teacher that learns:
+        the student's targets carry no dropout noise)."""
+        was_training = self.model.training
+        self.model.eval()
         with torch.inference_mode(), self.accelerator.autocast():
             out = self.model(**model_inputs(batch, self.input_names))
+        self.model.train(was_training)
         # Inference tensors cannot be saved for backward; a clone outside inference mode is an
         # ordinary constant tensor the student's loss can use.
         out.logits = out.logits.clone()
@@ -38,3 +53,11 @@ class FrozenTeacher:
 
     def load_state_dict(self, state: dict) -> None:
         pass
+
+
+class FrozenTeacher(Teacher):
+    """A teacher fine-tuned beforehand and kept fixed (Hinton KD)."""
+
+    def __init__(self, model: nn.Module, accelerator):
+        super().__init__(model, accelerator)
+        self.model.requires_grad_(False)

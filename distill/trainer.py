@@ -27,7 +27,6 @@ from accelerate import Accelerator
 from accelerate.state import AcceleratorState, GradientState
 from accelerate.utils import gather_object, set_seed
 from tqdm.auto import tqdm
-from transformers import get_scheduler
 
 from distill.args import TrainingArguments
 from distill.batching import PaddingCollator, TokenizedDataset, TrainBatchOrder, eval_batches
@@ -45,9 +44,11 @@ from distill.errors import UsageError
 from distill.io_utils import atomic_write_json, replace_dir
 from distill.modeling import forward_input_names, model_inputs
 from distill.objective import Objective
+from distill.optim import make_adamw, make_scheduler
 
 logger = logging.getLogger(__name__)
 BEST_DIR = "best_checkpoint"
+TEACHER_DIR = "teacher"  # the best trained teacher (ProKT, LGTM), a plain Hugging Face model dir
 
 
 def make_accelerator(args: TrainingArguments) -> Accelerator:
@@ -96,25 +97,15 @@ class DistillationTrainer:
 
     # ------------------------------------------------------------------ setup
     def create_optimizer(self, total_steps: int) -> None:
-        """AdamW + the LR schedule; wraps the student for DDP / mixed precision. Call once."""
+        """AdamW + the LR schedule; wraps the student for DDP / mixed precision; lets a teacher that
+        learns make its own optimizer for the same number of steps. Call once."""
         if self.optimizer is not None:
             raise RuntimeError("create_optimizer() was already called for this trainer")
-        args = self.args
-        decay, no_decay = [], []
-        for name, p in self.student.named_parameters():
-            if p.requires_grad:
-                # HF convention: no weight decay on biases and LayerNorm weights.
-                (no_decay if p.ndim < 2 else decay).append(p)
-        groups = [{"params": decay, "weight_decay": args.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-        # The fused kernel is several times faster than the per-tensor loop (CPU and CUDA).
-        fused = self.accelerator.device.type in ("cpu", "cuda")
-        optimizer = torch.optim.AdamW(groups, lr=args.learning_rate, betas=(args.adam_beta1, args.adam_beta2),
-                                      eps=args.adam_epsilon, fused=fused)
+        optimizer = make_adamw(self.student, self.args.learning_rate, self.args, self.accelerator.device)
         self.student, self.optimizer = self.accelerator.prepare(self.student, optimizer)
-        warmup = args.warmup_steps or math.ceil(args.warmup_ratio * total_steps)
-        # Not passed to prepare(): a prepared scheduler steps once per process per optimizer step.
-        self.scheduler = get_scheduler(args.lr_scheduler_type, self.optimizer, num_warmup_steps=warmup,
-                                       num_training_steps=total_steps)
+        self.scheduler = make_scheduler(self.optimizer, self.args, total_steps)
+        if self.teacher is not None:
+            self.teacher.prepare(self, total_steps)
 
     def _log(self, logs: dict, step: int) -> None:
         entry = {**{k: round(v, 6) if isinstance(v, float) else v for k, v in logs.items()}, "step": step}
@@ -136,19 +127,21 @@ class DistillationTrainer:
     def _to_device(self, batch: dict) -> dict:
         return {k: v.to(self.accelerator.device) for k, v in batch.items()}
 
-    def optimizer_step(self, micro_batches: list[dict]) -> dict[str, float]:
-        """Forward/backward over the micro-batches of one optimizer step, then one update.
-
-        Each term is divided by its item count over the WHOLE step (all micro-batches, all
-        processes), so accumulation equals one big batch. Returns the step's logs.
-        """
+    def global_counts(self, objective: Objective, micro_batches: list[dict]) -> dict[str, float]:
+        """Items each term of `objective` averages over in this optimizer step: all micro-batches,
+        all processes (so accumulation and DDP equal one big batch)."""
         acc = self.accelerator
-        micro_batches = [self._to_device(b) for b in micro_batches]
-        per_batch = [self.objective.counts(b) for b in micro_batches]
-        local = {k: sum(c[k] for c in per_batch) for k in self.objective.weights}
+        per_batch = [objective.counts(b) for b in micro_batches]
+        local = {k: sum(c[k] for c in per_batch) for k in objective.weights}
         counts = acc.reduce(torch.tensor(list(local.values()), device=acc.device, dtype=torch.float64), "sum")
-        counts = dict(zip(local, counts.clamp(min=1).tolist()))
-        logs = self.teacher.before_optimizer_step(self, micro_batches) if self.teacher is not None else {}
+        return dict(zip(local, counts.clamp(min=1).tolist()))
+
+    def accumulate_student_gradients(self, micro_batches: list[dict], counts: dict[str, float],
+                                     teacher_outputs: Callable[[int, dict], object] | None) -> dict[str, float]:
+        """Forward/backward of the student over the micro-batches of one step; gradients accumulate in
+        `.grad`. `teacher_outputs(i, batch)` gives the teacher's outputs for micro-batch i. Returns the
+        per-term sums over the step (all processes)."""
+        acc = self.accelerator
         self.student.train()
         sums = {k: torch.zeros((), device=acc.device, dtype=torch.float64) for k in self.objective.weights}
         for i, batch in enumerate(micro_batches):
@@ -158,7 +151,7 @@ class DistillationTrainer:
             with sync:
                 # Teacher first: its inference-mode activations are freed before the student's
                 # forward holds its own for the backward (lower peak memory, warmer allocator).
-                teacher_out = self.teacher.outputs(batch) if self.teacher is not None else None
+                teacher_out = teacher_outputs(i, batch) if teacher_outputs is not None else None
                 student_out = self.student(**model_inputs(batch, self.student_inputs))
                 terms = self.objective.loss_sums(batch, student_out, teacher_out)
                 # DDP averages gradients over processes; the counts are global, so scale back up.
@@ -166,20 +159,29 @@ class DistillationTrainer:
                 acc.backward(loss * acc.num_processes)
             for k in sums:
                 sums[k] += terms[k].detach().double()
-        sums = acc.reduce(torch.stack(list(sums.values())), "sum").tolist()
-        total = 0.0
-        for (k, w), s in zip(self.objective.weights.items(), sums):
-            mean = s / counts[k]
-            logs[f"loss/{k}"] = mean
-            logs[f"loss/{k}_weighted"] = w * mean
-            total += w * mean
-        logs["loss/total"] = total
+        totals = acc.reduce(torch.stack(list(sums.values())), "sum").tolist()
+        return dict(zip(sums, totals))
+
+    def optimizer_step(self, micro_batches: list[dict]) -> dict[str, float]:
+        """Forward/backward over the micro-batches of one optimizer step, then one update.
+
+        Each term is divided by its item count over the WHOLE step (all micro-batches, all
+        processes), so accumulation equals one big batch. A teacher that learns updates itself
+        first, once per optimizer step. Returns the step's logs.
+        """
+        micro_batches = [self._to_device(b) for b in micro_batches]
+        counts = self.global_counts(self.objective, micro_batches)
+        logs = self.teacher.before_optimizer_step(self, micro_batches) if self.teacher is not None else {}
+        outputs = (lambda i, batch: self.teacher.outputs(batch)) if self.teacher is not None else None
+        sums = self.accumulate_student_gradients(micro_batches, counts, outputs)
+        logs.update(weighted_term_logs(self.objective.weights, sums, counts))
+        total = logs["loss/total"]
         if not math.isfinite(total):  # refuse to write NaN into the weights (and every later checkpoint)
             bad = [k for k in self.objective.weights if not math.isfinite(logs[f"loss/{k}"])]
             raise UsageError(f"loss {'/'.join(bad)} is {total} at step {self.state.global_step + 1}; lower "
                              "--learning_rate, check the labels, or use --bf16 instead of --fp16")
         if self.args.max_grad_norm and self.args.max_grad_norm > 0:
-            grad_norm = acc.clip_grad_norm_(self.student.parameters(), self.args.max_grad_norm)
+            grad_norm = self.accelerator.clip_grad_norm_(self.student.parameters(), self.args.max_grad_norm)
             logs["grad_norm"] = float(grad_norm)
         self.optimizer.step()
         self.scheduler.step()
@@ -266,16 +268,34 @@ class DistillationTrainer:
         metrics = self.evaluate()
         self._log(metrics, self.state.global_step)
         value = metrics[f"eval_{self.main_metric}"]
-        best = self.state.best_metric
-        if best is None or (value > best if self.greater_is_better else value < best):
+        if self._improves(value, self.state.best_metric):
             self.state.best_metric, self.state.best_step = value, self.state.global_step
-            if self.accelerator.is_main_process:
-                tmp = os.path.join(self.args.output_dir, BEST_DIR + ".tmp")
-                shutil.rmtree(tmp, ignore_errors=True)
-                self._model_to_save().save_pretrained(tmp)
-                replace_dir(tmp, os.path.join(self.args.output_dir, BEST_DIR))
+            self._save_best(self._model_to_save(), BEST_DIR)
         logger.info("step %d: %s = %.4f (best %.4f at step %d)", self.state.global_step, self.main_metric, value,
                     self.state.best_metric, self.state.best_step)
+        if self.teacher is not None and self.teacher.learns:
+            # A teacher that learns is evaluated alongside; its best version is kept on its own metric.
+            t_metrics = self.evaluate(self.teacher.model, prefix="teacher_eval_")
+            self._log(t_metrics, self.state.global_step)
+            t_value = t_metrics[f"teacher_eval_{self.main_metric}"]
+            if self._improves(t_value, self.state.teacher_best_metric):
+                self.state.teacher_best_metric, self.state.teacher_best_step = t_value, self.state.global_step
+                self._save_best(self.teacher.model, TEACHER_DIR)
+            logger.info("step %d: teacher %s = %.4f (best %.4f at step %d)", self.state.global_step,
+                        self.main_metric, t_value, self.state.teacher_best_metric, self.state.teacher_best_step)
+
+    def _improves(self, value: float, best: float | None) -> bool:
+        return best is None or (value > best if self.greater_is_better else value < best)
+
+    def _save_best(self, model, dir_name: str) -> None:
+        """`model` (plus the tokenizer) to output_dir/dir_name, replacing the previous best atomically."""
+        if self.accelerator.is_main_process:
+            tmp = os.path.join(self.args.output_dir, dir_name + ".tmp")
+            shutil.rmtree(tmp, ignore_errors=True)
+            model.save_pretrained(tmp)
+            if self.tokenizer is not None and dir_name == TEACHER_DIR:
+                self.tokenizer.save_pretrained(tmp)
+            replace_dir(tmp, os.path.join(self.args.output_dir, dir_name))
 
     def _save_checkpoint(self) -> None:
         acc = self.accelerator
@@ -301,45 +321,59 @@ class DistillationTrainer:
         logger.info("resumed from %s at step %d", path, state.global_step)
 
     def _finish_training(self) -> None:
-        """Load the best evaluated weights (if any) back into the student; drop the holding copy."""
-        best_dir = os.path.join(self.args.output_dir, BEST_DIR)
+        """Load the best evaluated weights (if any) back into the student, and into a teacher that
+        learned; a teacher never evaluated is saved as it ended."""
+        out = self.args.output_dir
         self.accelerator.wait_for_everyone()
-        if self.state.best_step is not None and os.path.isdir(best_dir):
-            load_model_weights(self.unwrapped_student, os.path.join(best_dir, "model.safetensors"))
+        if self.state.best_step is not None and os.path.isdir(os.path.join(out, BEST_DIR)):
+            load_model_weights(self.unwrapped_student, os.path.join(out, BEST_DIR, "model.safetensors"))
             logger.info("loaded the best model (step %d, %s = %.4f)", self.state.best_step, self.main_metric,
                         self.state.best_metric)
+        if self.teacher is not None and self.teacher.learns:
+            if self.state.teacher_best_step is not None and os.path.isdir(os.path.join(out, TEACHER_DIR)):
+                load_model_weights(self.teacher.model, os.path.join(out, TEACHER_DIR, "model.safetensors"))
+                logger.info("loaded the best teacher (step %d, %s = %.4f) into %s", self.state.teacher_best_step,
+                            self.main_metric, self.state.teacher_best_metric, os.path.join(out, TEACHER_DIR))
+            else:
+                self._save_best(self.teacher.model, TEACHER_DIR)
+            self.accelerator.wait_for_everyone()
 
     # ------------------------------------------------------------------ evaluation and saving
     @torch.no_grad()
-    def predict(self, dataset: TokenizedDataset) -> np.ndarray:
-        """Logits for every example of `dataset`, in dataset order, gathered across processes."""
+    def predict(self, dataset: TokenizedDataset, model: torch.nn.Module | None = None) -> np.ndarray:
+        """Logits of `model` (default: the student) for every example of `dataset`, in dataset order,
+        gathered across processes."""
         acc = self.accelerator
-        model = self.student
+        model = self.student if model is None else model
+        input_names = forward_input_names(model)
+        was_training = model.training
         model.eval()
         ids, outputs = [], []
         for idx in eval_batches(dataset.lengths, self.args.per_device_eval_batch_size, acc.num_processes,
                                 acc.process_index):
             batch = self._to_device(self.collator([dataset[i] for i in idx]))
             with acc.autocast():
-                logits = model(**model_inputs(batch, self.student_inputs)).logits
+                logits = model(**model_inputs(batch, input_names)).logits
             outputs.append(logits.float().cpu().numpy())
             ids.extend(idx)
+        model.train(was_training)
         local = list(zip(ids, np.concatenate(outputs) if outputs else []))
         pairs = gather_object(local) if acc.num_processes > 1 else local
         pairs.sort(key=lambda p: p[0])
         assert [p[0] for p in pairs] == list(range(len(dataset))), "every example must be predicted exactly once"
         return np.stack([p[1] for p in pairs])
 
-    def evaluate(self) -> dict[str, float]:
-        """`eval_<metric><suffix>` for every eval set (MNLI: matched "" and mismatched "_mm")."""
+    def evaluate(self, model: torch.nn.Module | None = None, prefix: str = "eval_") -> dict[str, float]:
+        """`<prefix><metric><suffix>` for every eval set (MNLI: matched "" and mismatched "_mm"), of the
+        student or of `model` (a teacher that learns, with prefix "teacher_eval_")."""
         metrics = {}
         for suffix, dataset in self.eval_datasets.items():
-            logits = self.predict(dataset)
+            logits = self.predict(dataset, model)
             labels = np.asarray(dataset.columns["labels"])
             loss = self.objective.eval_loss_sum(torch.from_numpy(logits), torch.from_numpy(labels)).item()
             values = {"loss": loss / len(labels), **self.compute_metrics(logits, labels)}
-            metrics.update({f"eval_{k}{suffix}": v for k, v in values.items()})
-            metrics[f"eval_samples{suffix}"] = len(labels)
+            metrics.update({f"{prefix}{k}{suffix}": v for k, v in values.items()})
+            metrics[f"{prefix}samples{suffix}"] = len(labels)
         return metrics
 
     def save_model(self, output_dir: str | None = None) -> None:
@@ -369,6 +403,19 @@ class DistillationTrainer:
             with open(all_path, encoding="utf-8") as f:
                 merged = json.load(f)
         atomic_write_json(all_path, merged | metrics)
+
+
+def weighted_term_logs(weights: dict[str, float], sums: dict[str, float], counts: dict[str, float],
+                       total_name: str = "loss/total") -> dict[str, float]:
+    """`loss/<term>` (the mean), `loss/<term>_weighted` and the weighted total, for the logs."""
+    logs, total = {}, 0.0
+    for k, w in weights.items():
+        mean = sums[k] / counts[k]
+        logs[f"loss/{k}"] = mean
+        logs[f"loss/{k}_weighted"] = w * mean
+        total += w * mean
+    logs[total_name] = total
+    return logs
 
 
 def seed_everything(seed: int) -> None:

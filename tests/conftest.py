@@ -34,3 +34,26 @@ def toy(tmp_path_factory):
         "task": write_toy_sst2(str(root / "SST-2"), n_train=96, n_dev=40, n_test=24, seed=0),
     }
     return paths
+
+
+def no_dropout_bert(path, **overrides):
+    """A toy BERT classifier without dropout, so that runs can be compared step by step."""
+    from transformers import BertForSequenceClassification
+    kwargs = {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0, **overrides}
+    return BertForSequenceClassification.from_pretrained(path, **kwargs)
+
+
+def toy_dataset(toy, n=8, seed=0):
+    """n tokenised toy sentences (with labels) and the tokenizer."""
+    import random
+
+    from transformers import AutoTokenizer
+
+    from distill.batching import TokenizedDataset
+    from distill.toy import toy_sentence
+    tok = AutoTokenizer.from_pretrained(toy["tokenizer"])
+    rng = random.Random(seed)
+    texts, labels = zip(*[toy_sentence(rng) for _ in range(n)])
+    enc = tok(list(texts), truncation=True, max_length=64, return_token_type_ids=True)
+    return TokenizedDataset({**{k: enc[k] for k in ("input_ids", "attention_mask", "token_type_ids")},
+                             "labels": list(labels)}), tok

@@ -17,10 +17,30 @@ def run_err(capsys, *argv) -> str:
 
 
 def test_unbuilt_method_flags_are_refused_by_name(toy, tmp_path, capsys):
-    for flag in ("--use_lgtm", "--train_teacher", "--use_opdf", "--alpha_corr"):
+    for flag in ("--use_opdf", "--alpha_corr"):
         line = run_err(capsys, "--model_name_or_path", toy["student"], "--task_name", "sst2", "--data_dir",
                        toy["task"], "--do_train", "--output_dir", tmp_path, flag)
         assert flag in line and "not implement" in line
+
+
+def test_teacher_learning_flags_refuse_nonsense_combinations(toy, tmp_path, capsys):
+    base = ["--model_name_or_path", toy["student"], "--task_name", "sst2", "--data_dir", toy["task"], "--do_train",
+            "--output_dir", tmp_path / "o"]
+    teacher = ["--teacher_model", toy["teacher"]]
+    assert "needs --train_teacher" in run_err(capsys, *base, *teacher, "--use_lgtm")
+    assert "pass --teacher_model" in run_err(capsys, *base, "--train_teacher")
+    assert "pass --teacher_model" in run_err(capsys, *base, "--train_teacher", "--use_lgtm")
+    assert "--init_classifier_to_zero" in run_err(capsys, *base, *teacher, "--init_classifier_to_zero")
+    assert "only applies to LGTM" in run_err(capsys, *base, *teacher, "--train_teacher", "--lgtm_exact")
+    assert "--t_learning_rate only applies" in run_err(capsys, *base, *teacher, "--t_learning_rate", "1e-4")
+    assert "student_kd or teacher_aux" in run_err(capsys, *base, *teacher, "--train_teacher", "--use_lgtm",
+                                                  "--lgtm_influence", "both")
+    assert "train or validation" in run_err(capsys, *base, *teacher, "--train_teacher", "--use_lgtm",
+                                            "--lgtm_quiz_source", "test")
+    assert "--lgtm_quiz_fraction" in run_err(capsys, *base, *teacher, "--train_teacher", "--use_lgtm",
+                                             "--lgtm_quiz_fraction", "1.5")
+    assert "--alpha_kd 0" in run_err(capsys, *base, *teacher, "--train_teacher", "--use_lgtm", "--alpha_kd", "0")
+    assert not os.path.exists(tmp_path / "o")  # refused before anything was written
 
 
 def test_conflicting_and_missing_flags(toy, tmp_path, capsys):

@@ -4,30 +4,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from transformers import AutoTokenizer, BertForSequenceClassification
+from conftest import no_dropout_bert, toy_dataset
 
 from distill.args import TrainingArguments
-from distill.batching import PaddingCollator, TokenizedDataset, TrainBatchOrder, eval_batches
+from distill.batching import PaddingCollator, TrainBatchOrder, eval_batches
 from distill.objective import SequenceClassificationObjective
 from distill.teacher import FrozenTeacher
 from distill.trainer import DistillationTrainer, make_accelerator
 
-
-def _no_dropout(path):
-    return BertForSequenceClassification.from_pretrained(path, hidden_dropout_prob=0.0,
-                                                         attention_probs_dropout_prob=0.0)
-
-
-def _dataset(toy, n=8):
-    tok = AutoTokenizer.from_pretrained(toy["tokenizer"])
-    import random
-
-    from distill.toy import toy_sentence
-    rng = random.Random(0)
-    texts, labels = zip(*[toy_sentence(rng) for _ in range(n)])
-    enc = tok(list(texts), truncation=True, max_length=64, return_token_type_ids=True)
-    return TokenizedDataset({**{k: enc[k] for k in ("input_ids", "attention_mask", "token_type_ids")},
-                             "labels": list(labels)}), tok
+_no_dropout = no_dropout_bert
+_dataset = toy_dataset
 
 
 def _gradients_of_one_step(toy, micro_sizes, with_teacher, tmp_path):

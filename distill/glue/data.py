@@ -42,6 +42,11 @@ class Examples:
         cut = lambda xs: None if xs is None else xs[:n]  # noqa: E731
         return Examples(self.text_a[:n], cut(self.text_b), cut(self.labels), self.index[:n], self.source)
 
+    def select(self, rows: list[int]) -> "Examples":
+        """The examples at `rows`, in that order."""
+        pick = lambda xs: None if xs is None else [xs[i] for i in rows]  # noqa: E731
+        return Examples(pick(self.text_a), pick(self.text_b), pick(self.labels), pick(self.index), self.source)
+
 
 @dataclass
 class GlueData:
