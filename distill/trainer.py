@@ -108,7 +108,8 @@ class DistillationTrainer:
             self.teacher.prepare(self, total_steps)
 
     def _log(self, logs: dict, step: int) -> None:
-        entry = {**{k: round(v, 6) if isinstance(v, float) else v for k, v in logs.items()}, "step": step}
+        # 6 significant digits: small quantities (LGTM's influence, learning rates) keep their value
+        entry = {**{k: float(f"{v:.6g}") if isinstance(v, float) else v for k, v in logs.items()}, "step": step}
         self.state.log_history.append(entry)
         if self.tb_writer is not None:
             for key, value in logs.items():

@@ -219,7 +219,9 @@ class LGTMTeacher(ProKTTeacher):
         logs = self._update(trainer, sums, a_counts)
         logs["lgtm/quiz_loss"] = quiz_loss
         logs["lgtm/eta"] = eta
-        logs["lgtm/influence_norm"] = float(eta * global_norm(influence))
+        # ‖η·G‖ over the whole step (all processes): how strongly the quiz feedback moves the teacher
+        sq = acc.reduce(global_norm(influence).double() ** 2, "sum")
+        logs["lgtm/influence_norm"] = float(eta * sq.sqrt())
         return logs
 
     def _quiz_gradient(self, student: nn.Module, theta_prime: dict[str, torch.Tensor], trainer):

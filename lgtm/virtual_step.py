@@ -2,23 +2,24 @@
 
 LGTM needs the student's parameters after the update it is about to make, to ask how the teacher
 could have made that update better. The released code deep-copied the optimizer state and the whole
-model; here the new parameters are computed from the optimizer's current moments, step count, lr,
-betas, eps and weight decay, and nothing is mutated: the student is then evaluated at θ' with
-`torch.func.functional_call`.
+model (and applied weight decay to the already-updated parameter). Here torch's own AdamW kernel
+(`torch.optim.adamw.adamw`, with the optimizer's fused/foreach setting, so the same arithmetic as the
+real step) is run on a copy of the parameters and of the two moment tensors, with the optimizer's
+current step counts, lr, betas, eps and weight decay. The optimizer and the model are not touched;
+the student is then evaluated at θ' with `torch.func.functional_call`.
 """
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
+from torch.optim.adamw import adamw
 
 
-def clip_coefficient(grads: list[torch.Tensor], max_norm: float) -> float:
+def clip_coefficient(grads: list[torch.Tensor], max_norm: float | None) -> float:
     """The factor `torch.nn.utils.clip_grad_norm_` multiplies the gradients by (1.0: no clipping)."""
     if not max_norm or max_norm <= 0 or not grads:
         return 1.0
-    total = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.float()) for g in grads]))
+    total = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
     return min(1.0, max_norm / (float(total) + 1e-6))
 
 
@@ -28,9 +29,8 @@ def virtual_adamw_step(model: nn.Module, optimizer: torch.optim.Optimizer,
     """name -> θ' for every parameter of `model` that has a `.grad`: the parameters `optimizer.step()`
     would produce from the current gradients (clipped to `max_grad_norm` first, as the trainer does).
 
-    The optimizer must be torch's AdamW (any of its implementations: the update is the same math).
-    Its state and the model are left untouched; the only new memory is θ' itself plus the moment
-    tensors of one parameter at a time.
+    Nothing is mutated (parameters, gradients, optimizer state). New memory: θ' plus, while this
+    runs, copies of the two moment tensors.
     """
     optimizer = getattr(optimizer, "optimizer", optimizer)  # accelerate's AcceleratedOptimizer wraps it
     if not isinstance(optimizer, torch.optim.AdamW):
@@ -40,25 +40,29 @@ def virtual_adamw_step(model: nn.Module, optimizer: torch.optim.Optimizer,
     scale = clip_coefficient([p.grad for p in with_grad], max_grad_norm)
     new_params = {}
     for group in optimizer.param_groups:
-        if group.get("amsgrad") or group.get("maximize"):
-            raise ValueError("LGTM's virtual step supports AdamW without amsgrad/maximize")
-        lr, (beta1, beta2), eps, wd = group["lr"], group["betas"], group["eps"], group["weight_decay"]
-        lr = float(lr)  # may be a tensor (capturable/fused setups)
-        for p in group["params"]:
-            if p.grad is None:
-                continue
-            grad = p.grad * scale if scale != 1.0 else p.grad
+        params = [p for p in group["params"] if p.grad is not None]
+        if not params:
+            continue
+        if group.get("amsgrad") or group.get("maximize") or group.get("capturable") or group.get("differentiable"):
+            raise ValueError("LGTM's virtual step supports plain AdamW (no amsgrad/maximize/capturable)")
+        fused = bool(group.get("fused"))
+        grads, exp_avgs, exp_avg_sqs, steps = [], [], [], []
+        for p in params:
             state = optimizer.state.get(p, {})
-            step = float(state["step"]) + 1 if "step" in state else 1.0
-            exp_avg = torch.lerp(state["exp_avg"], grad, 1 - beta1) if state else grad * (1 - beta1)
-            exp_avg_sq = (state["exp_avg_sq"] * beta2 + (1 - beta2) * grad * grad if state
-                          else (1 - beta2) * grad * grad)
-            bias_correction1 = 1 - beta1**step
-            bias_correction2_sqrt = math.sqrt(1 - beta2**step)
-            denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(eps)
-            # Decoupled weight decay shrinks the OLD parameter (torch's order); the released code
-            # decayed the already-updated one.
-            new = p * (1 - lr * wd) if wd else p.clone()
-            new.addcdiv_(exp_avg, denom, value=-lr / bias_correction1)
-            new_params[names[p]] = new
+            if state:
+                exp_avgs.append(state["exp_avg"].clone())
+                exp_avg_sqs.append(state["exp_avg_sq"].clone())
+                steps.append(state["step"].clone())
+            else:  # the optimizer's first step: zero moments, step 0 (as AdamW initialises them)
+                exp_avgs.append(torch.zeros_like(p))
+                exp_avg_sqs.append(torch.zeros_like(p))
+                steps.append(torch.zeros((), dtype=torch.float32, device=p.device if fused else "cpu"))
+            # clipping: the fused kernel divides by grad_scale (no gradient copy); the others need one
+            grads.append(p.grad if fused or scale == 1.0 else p.grad * scale)
+        new = [p.detach().clone() for p in params]
+        grad_scale = torch.tensor(1.0 / scale, device=params[0].device) if fused and scale != 1.0 else None
+        adamw(new, grads, exp_avgs, exp_avg_sqs, [], steps, foreach=group.get("foreach"), fused=fused,
+              grad_scale=grad_scale, amsgrad=False, beta1=group["betas"][0], beta2=group["betas"][1],
+              lr=group["lr"], weight_decay=group["weight_decay"], eps=group["eps"], maximize=False)
+        new_params.update({names[p]: x for p, x in zip(params, new)})
     return new_params

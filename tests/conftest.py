@@ -57,3 +57,23 @@ def toy_dataset(toy, n=8, seed=0):
     enc = tok(list(texts), truncation=True, max_length=64, return_token_type_ids=True)
     return TokenizedDataset({**{k: enc[k] for k in ("input_ids", "attention_mask", "token_type_ids")},
                              "labels": list(labels)}), tok
+
+
+def crash_at_step(monkeypatch, main, argv, step):
+    """Run `main(argv)` with a simulated kill (KeyboardInterrupt) at optimizer step `step`, as a killed
+    job would leave its output dir; then restore the real step."""
+    import pytest
+
+    from distill.trainer import DistillationTrainer
+    real_step, calls = DistillationTrainer.optimizer_step, {"n": 0}
+
+    def crashing_step(self, micro):
+        calls["n"] += 1
+        if calls["n"] == step:
+            raise KeyboardInterrupt(f"simulated kill at step {step}")
+        return real_step(self, micro)
+
+    monkeypatch.setattr(DistillationTrainer, "optimizer_step", crashing_step)
+    with pytest.raises(KeyboardInterrupt):
+        main([str(a) for a in argv])
+    monkeypatch.setattr(DistillationTrainer, "optimizer_step", real_step)

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 import torch
 from conftest import REPO_ROOT
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -35,3 +36,43 @@ def test_two_processes_train_evaluate_and_predict_in_order(toy, tmp_path):
     enc = AutoTokenizer.from_pretrained(out)([r[1] for r in test_rows], padding=True, return_tensors="pt")
     with torch.no_grad():
         assert [int(r[1]) for r in rows] == model(**enc).logits.argmax(-1).tolist()
+
+
+def test_two_processes_give_the_one_process_lgtm_updates(toy, tmp_path):
+    """LGTM (and with it ProKT's teacher step): with the same global batch, 2 processes reach the same
+    student AND teacher as 1 process. Dropout is off so that both runs compute the same function."""
+    from safetensors.torch import load_file
+    from transformers import BertForSequenceClassification
+
+    models = {}
+    for name in ("student", "teacher"):
+        models[name] = str(tmp_path / f"{name}_no_dropout")
+        model = BertForSequenceClassification.from_pretrained(toy[name], hidden_dropout_prob=0.0,
+                                                              attention_probs_dropout_prob=0.0)
+        model.save_pretrained(models[name])
+        AutoTokenizer.from_pretrained(toy[name]).save_pretrained(models[name])
+    common = ["--model_name_or_path", models["student"], "--teacher_model", models["teacher"], "--task_name", "sst2",
+              "--data_dir", toy["task"], "--do_train", "--do_eval", "--max_steps", "3", "--eval_steps", "3",
+              "--train_teacher", "--use_lgtm", "--learning_rate", "1e-3", "--t_learning_rate", "1e-3",
+              "--alpha_kd", "0.5", "--disable_tqdm", "--report_to", "none", "--max_seq_length", "48"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    two = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29519",
+           os.path.join(REPO_ROOT, "run_glue.py"), *common, "--per_device_train_batch_size", "8",
+           "--output_dir", str(tmp_path / "two")]
+    one = [sys.executable, os.path.join(REPO_ROOT, "run_glue.py"), *common, "--per_device_train_batch_size", "16",
+           "--output_dir", str(tmp_path / "one")]
+    for cmd in (two, one):
+        proc = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    for name in ("model.safetensors", "teacher/model.safetensors"):
+        a, b = load_file(tmp_path / "one" / name), load_file(tmp_path / "two" / name)
+        moved = load_file(os.path.join(models["teacher" if "teacher" in name else "student"], "model.safetensors"))
+        assert any(not torch.equal(a[k], moved[k]) for k in a)  # training changed the model
+        for key in a:
+            torch.testing.assert_close(b[key], a[key], rtol=1e-4, atol=1e-5, msg=f"{name}:{key}")
+    one_log = json.loads((tmp_path / "one" / "trainer_state.json").read_text())["log_history"]
+    two_log = json.loads((tmp_path / "two" / "trainer_state.json").read_text())["log_history"]
+    for a, b in zip(one_log, two_log):
+        for key in ("loss/total", "loss/teacher_aux", "lgtm/quiz_loss", "lgtm/influence_norm"):
+            if key in a:
+                assert b[key] == pytest.approx(a[key], rel=1e-4, abs=1e-8), key

@@ -9,7 +9,7 @@ import os
 import numpy as np
 import pytest
 import torch
-from conftest import FIXTURES
+from conftest import FIXTURES, crash_at_step
 from safetensors.torch import load_file
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -105,19 +105,7 @@ def test_resume_after_a_crash_ends_exactly_like_an_uninterrupted_run(toy, tmp_pa
             "--max_seq_length", "48", "--disable_tqdm", "--report_to", "none", "--alpha_kd", "0.5"]
     run_ok(*argv, "--output_dir", tmp_path / "full")
 
-    from distill.trainer import DistillationTrainer
-    real_step, calls = DistillationTrainer.optimizer_step, {"n": 0}
-
-    def crashing_step(self, micro):
-        calls["n"] += 1
-        if calls["n"] == 8:
-            raise KeyboardInterrupt("simulated kill at step 8")
-        return real_step(self, micro)
-
-    monkeypatch.setattr(DistillationTrainer, "optimizer_step", crashing_step)
-    with pytest.raises(KeyboardInterrupt):
-        run_glue.main([*map(str, argv), "--output_dir", str(tmp_path / "resumed")])
-    monkeypatch.setattr(DistillationTrainer, "optimizer_step", real_step)
+    crash_at_step(monkeypatch, run_glue.main, [*argv, "--output_dir", tmp_path / "resumed"], step=8)
     assert sorted(os.listdir(tmp_path / "resumed")).count("checkpoint-6") == 1
     run_ok(*argv, "--output_dir", tmp_path / "resumed")  # picks up checkpoint-6 by itself
 

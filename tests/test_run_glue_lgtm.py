@@ -8,7 +8,7 @@ import os
 import numpy as np
 import pytest
 import torch
-from conftest import FIXTURES
+from conftest import FIXTURES, crash_at_step
 from safetensors.torch import load_file
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -78,18 +78,8 @@ def test_lgtm_resume_after_a_crash_ends_exactly_like_an_uninterrupted_run(toy, t
             "--max_seq_length", "48", "--disable_tqdm", "--report_to", "none", "--alpha_kd", "0.5",
             "--train_teacher", "--use_lgtm", "--t_learning_rate", "1e-3", "--learning_rate", "1e-3"]
     run_ok(*argv, "--output_dir", tmp_path / "full")
-    real_step, calls = DistillationTrainer.optimizer_step, {"n": 0}
-
-    def crashing_step(self, micro):
-        calls["n"] += 1
-        if calls["n"] == 5:
-            raise KeyboardInterrupt("simulated kill at step 5")
-        return real_step(self, micro)
-
-    monkeypatch.setattr(DistillationTrainer, "optimizer_step", crashing_step)
-    with pytest.raises(KeyboardInterrupt):
-        run_glue.main([*map(str, argv), "--output_dir", str(tmp_path / "resumed")])
-    monkeypatch.setattr(DistillationTrainer, "optimizer_step", real_step)
+    crash_at_step(monkeypatch, run_glue.main, [*argv, "--output_dir", tmp_path / "resumed"], step=5)
+    assert (tmp_path / "resumed" / "checkpoint-3").is_dir() and not (tmp_path / "resumed" / "checkpoint-6").exists()
     run_ok(*argv, "--output_dir", tmp_path / "resumed")  # resumes from checkpoint-3
     for name in ("model.safetensors", "teacher/model.safetensors"):
         full, resumed = load_file(tmp_path / "full" / name), load_file(tmp_path / "resumed" / name)
