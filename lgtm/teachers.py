@@ -183,18 +183,7 @@ class LGTMTeacher(ProKTTeacher):
         # 4. influence and the teacher's own loss, both as gradients with respect to the logits
         a_counts = trainer.global_counts(self.aux_objective, micro_batches)
         student.eval()
-        if self.influence == "student_kd":  # the paper: L_I = L_S, η = the student's learning rate
-            eta = student_lr
-
-            def influence_loss(batch, s, t):
-                terms = self.student_objective.loss_sums(batch, outputs(s), outputs(t))
-                return weighted_loss(self.student_objective.weights, terms, s_counts)
-        else:  # the released code: L_I = L_T, η = the teacher's learning rate
-            eta = self.optimizer.param_groups[0]["lr"]
-
-            def influence_loss(batch, s, t):
-                return weighted_loss(self.aux_objective.weights, self.aux_objective.loss_sums(batch, outputs(t),
-                                                                                                outputs(s)), a_counts)
+        influence_loss, eta = self._influence_loss(s_counts, a_counts, student_lr)
         theta = {n: p for n, p in student.named_parameters() if n in v}
         compute = exact_influence if self.exact else finite_difference_influence
         extra = {} if self.exact else {"radius": self.fd_radius}
@@ -223,6 +212,20 @@ class LGTMTeacher(ProKTTeacher):
         sq = acc.reduce(global_norm(influence).double() ** 2, "sum")
         logs["lgtm/influence_norm"] = float(eta * sq.sqrt())
         return logs
+
+    def _influence_loss(self, s_counts: dict, a_counts: dict, student_lr: float):
+        """(L_I(batch, s, t), η): the paper's (student_kd: the student's distillation loss, the student's
+        learning rate) or the released code's (teacher_aux: the teacher's loss, the teacher's rate)."""
+        if self.influence == "student_kd":
+            def loss(batch, s, t):
+                terms = self.student_objective.loss_sums(batch, outputs(s), outputs(t))
+                return weighted_loss(self.student_objective.weights, terms, s_counts)
+            return loss, student_lr
+
+        def loss(batch, s, t):
+            terms = self.aux_objective.loss_sums(batch, outputs(t), outputs(s))
+            return weighted_loss(self.aux_objective.weights, terms, a_counts)
+        return loss, self.optimizer.param_groups[0]["lr"]
 
     def _quiz_gradient(self, student: nn.Module, theta_prime: dict[str, torch.Tensor], trainer):
         """v = ∇_θ' of the task loss (mean over the global quiz batch) of the student at θ' (train mode)."""

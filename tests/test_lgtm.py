@@ -177,6 +177,7 @@ def test_prokt_teacher_step_pulls_the_teacher_toward_the_student_and_leaves_the_
         assert torch.equal(p, student_before[n]) and p.grad is None, n
 
 
+@pytest.mark.filterwarnings("ignore:Seems like `optimizer.step\\(\\)` has been overridden")
 def test_prokt_teacher_gradient_is_p_t_minus_p_s(toy, tmp_path):
     """d/dt KL(p_s ‖ p_t) = p_t − p_s per example (mean over the batch), with t_α = 1."""
     batch, _, _ = _batch(toy, 4)
@@ -236,6 +237,7 @@ def test_teacher_update_under_accumulation_equals_one_big_batch(toy, tmp_path, k
         assert logs["loss/total"] == pytest.approx(big_logs["loss/total"], rel=1e-5)
 
 
+@pytest.mark.filterwarnings("ignore:Seems like `optimizer.step\\(\\)` has been overridden")
 def test_lgtm_step_changes_the_teacher_by_the_influence_and_the_student_like_kd(toy, tmp_path):
     """LGTM's teacher gradient differs from ProKT's exactly by −η·h; the student step that follows
     is the KD step against the updated teacher (the virtual step leaves no trace)."""
