@@ -115,3 +115,17 @@ def test_nan_loss_stops_the_run_before_the_weights_are_touched(toy, tmp_path, ca
     line = run_err(capsys, "--model_name_or_path", toy["student"], "--task_name", "sst2", "--data_dir",
                    toy["task"], "--do_train", "--output_dir", tmp_path / "o", "--disable_tqdm")
     assert "nan at step 1" in line and "--learning_rate" in line
+
+
+def test_trainable_teacher_with_another_label_order_is_refused(toy, tmp_path, capsys):
+    from transformers import AutoTokenizer, BertForSequenceClassification
+    teacher_dir = tmp_path / "mnli_teacher_other_order"
+    model = BertForSequenceClassification.from_pretrained(
+        toy["teacher"], num_labels=3, id2label=dict(enumerate(["contradiction", "entailment", "neutral"])),
+        ignore_mismatched_sizes=True)
+    model.save_pretrained(teacher_dir)
+    AutoTokenizer.from_pretrained(toy["teacher"]).save_pretrained(teacher_dir)
+    line = run_err(capsys, "--model_name_or_path", toy["student"], "--teacher_model", teacher_dir, "--task_name",
+                   "mnli", "--data_dir", os.path.join(FIXTURES, "MNLI"), "--do_train", "--train_teacher",
+                   "--output_dir", tmp_path / "o")
+    assert "label order" in line and "contradiction" in line
