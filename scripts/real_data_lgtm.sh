@@ -6,7 +6,8 @@
 # same fine-tuned teacher KD uses. LGTM holds out 10% of the training set as quiz data (default).
 # Usage: scripts/real_data_lgtm.sh [out_dir] [task:method ...]   (default: every task and method)
 #   e.g. OMP_NUM_THREADS=1 scripts/real_data_lgtm.sh real_runs rte:lgtm sst2:kd
-# Knobs (environment): SST2_TRAIN (training subset, default 8000), SST2_EPOCHS (2), RTE_EPOCHS (5), SEED (42).
+# Knobs (environment): SST2_TRAIN (training subset, default 8000), SST2_EPOCHS (2), RTE_EPOCHS (5), SEED (42;
+# another seed writes to lgtm_cmp_<method>_s<seed>).
 set -euo pipefail
 OUT=${1:-real_runs}
 shift || true
@@ -15,8 +16,10 @@ JOBS=("$@")
 PY=${PY:-.venv/bin/python}
 GLUE=${GLUE:-../shared/data/glue_data}
 export HF_HUB_OFFLINE=1
+SEED=${SEED:-42}
+SUFFIX=$([ "$SEED" = 42 ] || echo "_s$SEED")
 COMMON=(--do_train --do_eval --per_device_eval_batch_size 128 --max_seq_length 128 --warmup_ratio 0.1
-        --eval_strategy epoch --report_to tensorboard --seed "${SEED:-42}" --overwrite_output_dir --disable_tqdm
+        --eval_strategy epoch --report_to tensorboard --seed "$SEED" --overwrite_output_dir --disable_tqdm
         --alpha_kd 1.0 --temperature 1.0 --learning_rate 1e-4 --student_layers 0,2,4)
 for JOB in "${JOBS[@]}"; do
   TASK=${JOB%%:*}; METHOD=${JOB##*:}
@@ -35,15 +38,15 @@ for JOB in "${JOBS[@]}"; do
   echo "+ python run_glue.py --model_name_or_path $TEACHER --teacher_model $TEACHER --task_name $TASK ..." >&2
   $PY run_glue.py --model_name_or_path "$TEACHER" --teacher_model "$TEACHER" --task_name "$TASK" --data_dir "$DIR" \
       "${SUBSET[@]}" --num_train_epochs "$EPOCHS" --per_device_train_batch_size $BS "${COMMON[@]}" "${FLAGS[@]}" \
-      --output_dir "$OUT/$TASK/lgtm_cmp_$METHOD"
+      --output_dir "$OUT/$TASK/lgtm_cmp_$METHOD$SUFFIX"
 done
-$PY - "$OUT" <<'PY'
+$PY - "$OUT" "$SUFFIX" <<'PY'
 import json, os, sys
-out = sys.argv[1]
+out, suffix = sys.argv[1], sys.argv[2]
 print(f"{'task':<6}{'method':<8}{'student dev acc':>16}{'teacher dev acc':>16}{'train s':>9}")
 for task in ("rte", "sst2"):
     for method in ("kd", "prokt", "lgtm"):
-        path = os.path.join(out, task, f"lgtm_cmp_{method}", "all_results.json")
+        path = os.path.join(out, task, f"lgtm_cmp_{method}{suffix}", "all_results.json")
         if os.path.isfile(path):
             r = json.load(open(path))
             teacher = r.get("teacher_eval_accuracy", float("nan"))
