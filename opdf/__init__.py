@@ -1,0 +1,7 @@
+"""OPDF (Zhan et al., NeurIPS 2024): an over-parameterised student through MPO decomposition.
+
+- mpo.py  exact MPO decomposition of a matrix into cores, its contraction, and the MPO linear layer
+
+(The model transform, the tensor-alignment loss and the run_glue.py flags come with the rest of the
+OPDF issue; `--use_opdf` is refused by name until then.)
+"""
