@@ -87,7 +87,7 @@ def build_kd(accelerator, seed: int) -> dict:
             "teacher": FrozenTeacher(_make_bert(TEACHER_LAYERS, seed + 1), accelerator)}
 
 
-def _quiz(accelerator, seed: int):
+def _quiz(seed: int):
     """LGTM's quiz batches: the benchmark batch's shape, other random examples."""
     from distill.batching import PaddingCollator, TokenizedDataset
     from lgtm.quiz import QuizBatches
@@ -115,7 +115,7 @@ def build_lgtm(accelerator, seed: int) -> dict:
     objective = SequenceClassificationObjective(False, True, alpha_kd=1.0, temperature=1.0)
     return {"student": _make_bert(STUDENT_LAYERS, seed), "objective": objective,
             "teacher": LGTMTeacher(_make_bert(TEACHER_LAYERS, seed + 1), accelerator, TeacherAuxObjective(False, 0.4),
-                                   3e-5, student_objective=objective, quiz=_quiz(accelerator, seed))}
+                                   3e-5, student_objective=objective, quiz=_quiz(seed))}
 
 
 METHODS = {

@@ -13,6 +13,11 @@ import torch
 from losses import get_loss
 
 
+def weighted_loss(weights: dict[str, float], terms: dict[str, torch.Tensor], counts: dict[str, float]) -> torch.Tensor:
+    """Σ_k w_k · sum_k / count_k: one micro-batch's share of the step's loss (terms of weight 0 skipped)."""
+    return sum(w * terms[k] / counts[k] for k, w in weights.items() if w != 0.0)
+
+
 class Objective:
     """Base class: subclasses fill `weights` and implement `counts` and `loss_sums`."""
 

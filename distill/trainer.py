@@ -43,7 +43,7 @@ from distill.checkpoint import (
 from distill.errors import UsageError
 from distill.io_utils import atomic_write_json, replace_dir
 from distill.modeling import forward_input_names, model_inputs
-from distill.objective import Objective
+from distill.objective import Objective, weighted_loss
 from distill.optim import make_adamw, make_scheduler
 
 logger = logging.getLogger(__name__)
@@ -156,7 +156,7 @@ class DistillationTrainer:
                 student_out = self.student(**model_inputs(batch, self.student_inputs))
                 terms = self.objective.loss_sums(batch, student_out, teacher_out)
                 # DDP averages gradients over processes; the counts are global, so scale back up.
-                loss = sum(w * terms[k] / counts[k] for k, w in self.objective.weights.items() if w != 0.0)
+                loss = weighted_loss(self.objective.weights, terms, counts)
                 acc.backward(loss * acc.num_processes)
             for k in sums:
                 sums[k] += terms[k].detach().double()
@@ -294,7 +294,7 @@ class DistillationTrainer:
             tmp = os.path.join(self.args.output_dir, dir_name + ".tmp")
             shutil.rmtree(tmp, ignore_errors=True)
             model.save_pretrained(tmp)
-            if self.tokenizer is not None and dir_name == TEACHER_DIR:
+            if self.tokenizer is not None:
                 self.tokenizer.save_pretrained(tmp)
             replace_dir(tmp, os.path.join(self.args.output_dir, dir_name))
 

@@ -1,7 +1,7 @@
 """Flags of the teachers that learn, named as in the LGTM paper's run_glue.py so its commands run unchanged."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from distill.errors import UsageError
 
@@ -67,12 +67,11 @@ class TeacherLearningArguments:
             raise UsageError(f"--lgtm_quiz_fraction must be in (0, 1), got {self.lgtm_quiz_fraction}")
         if self.lgtm_fd_radius <= 0:
             raise UsageError(f"--lgtm_fd_radius must be > 0, got {self.lgtm_fd_radius}")
-        teacher_only = {"t_learning_rate": 3e-5, "t_alpha_kd": 0.4}
-        changed = [k for k, default in teacher_only.items() if getattr(self, k) != default]
+        # flags that mean nothing without their method, when set to other than their defaults
+        changed = [f.name for f in fields(self) if f.name in ("t_learning_rate", "t_alpha_kd")
+                   and getattr(self, f.name) != f.default]
         if changed and not self.train_teacher:
             raise UsageError(f"--{changed[0]} only applies to a teacher that learns; add --train_teacher or drop it")
-        lgtm_only = {"lgtm_influence": "student_kd", "lgtm_fd_radius": 0.01, "lgtm_exact": False,
-                     "lgtm_quiz_source": "train", "lgtm_quiz_fraction": 0.1}
-        changed = [k for k, default in lgtm_only.items() if getattr(self, k) != default]
+        changed = [f.name for f in fields(self) if f.name.startswith("lgtm_") and getattr(self, f.name) != f.default]
         if changed and not self.use_lgtm:
             raise UsageError(f"--{changed[0]} only applies to LGTM; add --use_lgtm or drop the flag")

@@ -22,6 +22,8 @@ from torch import nn
 from torch.func import functional_call
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from distill.modeling import model_inputs
+
 # L_I(batch, student_logits, teacher_logits) -> scalar, normalised over the whole optimizer step
 InfluenceLoss = Callable[[dict, torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -47,25 +49,29 @@ def global_norm(tensors) -> torch.Tensor:
 def student_logits_at(student: nn.Module, params: dict[str, torch.Tensor], batch: dict, input_names: set[str],
                       autocast) -> torch.Tensor:
     """Logits of `student` evaluated at `params` (other parameters and buffers: the module's own)."""
-    inputs = {k: v for k, v in batch.items() if k in input_names and k not in ("labels", "example_id")}
     with autocast():
-        return functional_call(student, params, args=(), kwargs=inputs).logits
+        return functional_call(student, params, args=(), kwargs=model_inputs(batch, input_names)).logits
 
 
 def finite_difference_influence(student: nn.Module, theta: dict[str, torch.Tensor], v: dict[str, torch.Tensor],
                                 radius: float, batches: list[dict], teacher_logits: list[torch.Tensor],
-                                loss: InfluenceLoss, input_names: set[str], autocast) -> list[torch.Tensor]:
+                                loss: InfluenceLoss, input_names: set[str], autocast,
+                                buffer: dict[str, torch.Tensor] | None = None) -> list[torch.Tensor]:
     """G_i ≈ ∂/∂θ[∂L_I/∂t_i]·v for every micro-batch i, by the central difference with ε = radius/‖v‖.
 
-    The student should be in eval mode (the two sides must see the same network). Allocates one
-    parameter-sized buffer, reused for θ + εv and θ − εv.
+    The student should be in eval mode (the two sides must see the same network). θ + εv and θ − εv
+    are written into `buffer` (parameter-shaped tensors no longer needed, e.g. LGTM's θ'), or into
+    one new buffer.
     """
     norm = float(global_norm(v.values()))
     if norm == 0.0:
         return [torch.zeros_like(t) for t in teacher_logits]
     eps = radius / norm
     with torch.no_grad():
-        shifted = {n: torch.add(theta[n], v[n], alpha=eps) for n in v}  # θ + εv
+        if buffer is None:
+            shifted = {n: torch.add(theta[n], v[n], alpha=eps) for n in v}  # θ + εv
+        else:
+            shifted = {n: torch.add(theta[n], v[n], alpha=eps, out=buffer[n].detach()) for n in v}
     plus = [logit_gradient(loss, b, student_logits_at(student, shifted, b, input_names, autocast), t)
             for b, t in zip(batches, teacher_logits)]
     with torch.no_grad():
@@ -85,7 +91,7 @@ def exact_influence(student: nn.Module, theta: dict[str, torch.Tensor], v: dict[
     for batch, t_logits in zip(batches, teacher_logits):
         params = {n: theta[n].detach().requires_grad_(True) for n in v}
         t = t_logits.detach().requires_grad_(True)
-        inputs = {k: x for k, x in batch.items() if k in input_names and k not in ("labels", "example_id")}
+        inputs = model_inputs(batch, input_names)
         # Only the math attention kernel has a double backward (the fused CPU/CUDA kernels do not).
         with autocast(), sdpa_kernel(SDPBackend.MATH):
             s = functional_call(student, params, args=(), kwargs=inputs).logits

@@ -15,9 +15,11 @@ from contextlib import contextmanager
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.func import functional_call
 
 from distill.errors import UsageError
 from distill.modeling import model_inputs
+from distill.objective import weighted_loss
 from distill.optim import make_adamw, make_scheduler
 from distill.teacher import Teacher
 from distill.trainer import weighted_term_logs
@@ -25,10 +27,6 @@ from lgtm.influence import exact_influence, finite_difference_influence, global_
 from lgtm.objectives import TeacherAuxObjective
 from lgtm.quiz import QuizBatches
 from lgtm.virtual_step import virtual_adamw_step
-
-
-def weighted_loss(weights: dict[str, float], terms: dict[str, torch.Tensor], counts: dict[str, float]):
-    return sum(w * terms[k] / counts[k] for k, w in weights.items() if w != 0.0)
 
 
 def all_reduce_sum(tensors) -> None:
@@ -178,7 +176,6 @@ class LGTMTeacher(ProKTTeacher):
 
         # 3. quiz gradient at θ'
         v, quiz_loss = self._quiz_gradient(student, theta_prime, trainer)
-        del theta_prime
 
         # 4. influence and the teacher's own loss, both as gradients with respect to the logits
         a_counts = trainer.global_counts(self.aux_objective, micro_batches)
@@ -186,10 +183,11 @@ class LGTMTeacher(ProKTTeacher):
         influence_loss, eta = self._influence_loss(s_counts, a_counts, student_lr)
         theta = {n: p for n, p in student.named_parameters() if n in v}
         compute = exact_influence if self.exact else finite_difference_influence
-        extra = {} if self.exact else {"radius": self.fd_radius}
+        # the finite difference reuses the memory of θ' for θ ± εv: no new parameter-sized buffer per step
+        extra = {} if self.exact else {"radius": self.fd_radius, "buffer": theta_prime}
         influence = compute(student, theta, v, batches=micro_batches, teacher_logits=t_logits, loss=influence_loss,
                             input_names=trainer.student_inputs, autocast=acc.autocast, **extra)
-        del v
+        del v, theta_prime
         sums = {k: 0.0 for k in self.aux_objective.weights}
 
         def aux_loss(batch, s, t):
@@ -229,8 +227,6 @@ class LGTMTeacher(ProKTTeacher):
 
     def _quiz_gradient(self, student: nn.Module, theta_prime: dict[str, torch.Tensor], trainer):
         """v = ∇_θ' of the task loss (mean over the global quiz batch) of the student at θ' (train mode)."""
-        from torch.func import functional_call
-
         acc = self.accelerator
         batch = trainer._to_device(self.quiz.batch(trainer.state.global_step))
         labels = batch["labels"]

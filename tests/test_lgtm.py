@@ -13,14 +13,14 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from distill.args import TrainingArguments
 from distill.batching import PaddingCollator
-from distill.objective import SequenceClassificationObjective
+from distill.objective import SequenceClassificationObjective, weighted_loss
 from distill.optim import make_adamw
 from distill.trainer import DistillationTrainer, make_accelerator
 from lgtm.build import zero_output_layer
 from lgtm.influence import exact_influence, finite_difference_influence, outputs
 from lgtm.objectives import TeacherAuxObjective
 from lgtm.quiz import QuizBatches, split_quiz_indices
-from lgtm.teachers import LGTMTeacher, ProKTTeacher, capture_rng, replayed_rng, weighted_loss
+from lgtm.teachers import LGTMTeacher, ProKTTeacher, capture_rng, replayed_rng
 from lgtm.virtual_step import virtual_adamw_step
 
 
@@ -115,6 +115,10 @@ def test_finite_difference_influence_agrees_with_the_exact_hessian_vector_produc
     autocast = torch.autocast("cpu", enabled=False)
     fd = finite_difference_influence(student, theta, v, 0.01, [batch], [t_logits], loss, names, lambda: autocast)
     exact = exact_influence(student, theta, v, [batch], [t_logits], loss, names, lambda: autocast)
+    buffer = {n: torch.empty_like(p) for n, p in theta.items()}  # LGTM passes θ''s memory to reuse
+    fd_in_buffer = finite_difference_influence(student, theta, v, 0.01, [batch], [t_logits], loss, names,
+                                               lambda: autocast, buffer=buffer)
+    torch.testing.assert_close(fd_in_buffer[0], fd[0], rtol=0, atol=0)
     h_fd, h_exact = _teacher_backward(teacher, batch, fd[0]), _teacher_backward(teacher, batch, exact[0])
     assert reference.norm() > 0
     assert torch.nn.functional.cosine_similarity(h_fd, reference, dim=0) >= 0.99
