@@ -4,7 +4,8 @@
 Without --teacher_model the student is fine-tuned on the labels (this is how teachers are made);
 with one, it is distilled with Hinton KD: L = α_kd·τ²·KL(p_t^τ‖p_s^τ) + (1−α_kd)·CE. With
 --train_teacher the teacher learns too (ProKT), and with --use_lgtm it learns from its influence on
-the student's quiz loss (LGTM); see lgtm/.
+the student's quiz loss (LGTM); see lgtm/. --use_opdf over-parameterises the student while it trains
+(MPO cores, aligned to the teacher's), on top of any of these; see opdf/.
 
     python run_glue.py --model_name_or_path <student> --teacher_model <teacher> --task_name rte \
         --data_dir glue_data/RTE --do_train --do_eval --output_dir out
@@ -32,15 +33,19 @@ from distill.teacher import FrozenTeacher
 from distill.trainer import DistillationTrainer, make_accelerator, seed_everything, setup_logging
 from lgtm.args import TeacherLearningArguments
 from lgtm.build import make_learning_teacher, split_quiz_data, zero_output_layer
+from opdf.args import OPDFArguments
+from opdf.build import make_opdf
 
 logger = logging.getLogger("run_glue")
 
 
 def run(argv: list[str] | None = None) -> dict:
-    model_args, data_args, train_args, kd_args, teacher_args = parse_command_line(
-        (ModelArguments, DataArguments, TrainingArguments, DistillationArguments, TeacherLearningArguments), argv)
+    model_args, data_args, train_args, kd_args, teacher_args, opdf_args = parse_command_line(
+        (ModelArguments, DataArguments, TrainingArguments, DistillationArguments, TeacherLearningArguments,
+         OPDFArguments), argv)
     train_args.validate()
     kd_args.validate()
+    opdf_args.validate()
     teacher_args.validate(has_teacher=bool(model_args.teacher_model), alpha_kd=kd_args.alpha_kd)
     layer_ids = model_args.layer_ids()
     resume_from = resolve_resume(train_args.output_dir, train_args.do_train, train_args.overwrite_output_dir,
@@ -77,6 +82,9 @@ def run(argv: list[str] | None = None) -> dict:
         if teacher_args.init_classifier_to_zero:
             for model in (student, teacher_model):
                 logger.info("zeroed %s of %s", zero_output_layer(model), type(model).__name__)
+    transform = align_loss = None
+    if opdf_args.use_opdf and train_args.do_train:  # the MPO student trains; what is saved is dense
+        transform, align_loss = make_opdf(opdf_args, student, teacher_model)
 
     # ---- datasets and trainer
     label_order = LabelOrder(task, student_order)
@@ -105,7 +113,7 @@ def run(argv: list[str] | None = None) -> dict:
         args=train_args, accelerator=accelerator, student=student, objective=objective, collator=collator,
         train_dataset=train_dataset, eval_datasets=eval_datasets, teacher=teacher,
         compute_metrics=make_compute_metrics(task, label_order), main_metric=task.main_metric, tokenizer=tokenizer,
-        group_by_length=data_args.group_by_length)
+        model_transform=transform, param_loss=align_loss, group_by_length=data_args.group_by_length)
 
     results = {}
     if train_args.do_train:

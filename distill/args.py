@@ -18,8 +18,6 @@ from distill.errors import UsageError
 
 # Flags of methods whose issues have not landed yet: refused by name instead of "unrecognized".
 NOT_YET_IMPLEMENTED = {
-    "use_opdf": "OPDF (MPO students)", "mpo_targets": "OPDF (MPO students)",
-    "opdf_align_weight": "OPDF (MPO students)",
     "alpha_ce": "feature distillation", "alpha_glue": "feature distillation",
     "alpha_corr": "feature distillation", "alpha_mse": "feature distillation",
     "alpha_cos": "feature distillation", "do_mask": "feature distillation",
@@ -186,7 +184,7 @@ def _refuse_unbuilt_flags(names: list[str]) -> None:
         key = name.lstrip("-").split("=")[0]
         if key in NOT_YET_IMPLEMENTED:
             raise UsageError(f"--{key} belongs to {NOT_YET_IMPLEMENTED[key]}, which this version does not "
-                             "implement yet; drop the flag (fine-tuning, KD, ProKT and LGTM are available)")
+                             "implement yet; drop the flag (fine-tuning, KD, ProKT, LGTM and OPDF are available)")
 
 
 def _aliases(dataclass_types) -> dict[str, str]:

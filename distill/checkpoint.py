@@ -70,8 +70,9 @@ def set_rng_state(state: dict) -> None:
 
 
 def save_checkpoint(path: str, *, model, tokenizer, optimizer, scheduler, state: TrainerState,
-                    teacher_state: dict, process_rng: dict) -> None:
-    """Write a complete checkpoint atomically (temp dir, then rename)."""
+                    teacher_state: dict, process_rng: dict, student_state: dict | None = None) -> None:
+    """Write a complete checkpoint atomically (temp dir, then rename). `model` is the plain model;
+    `student_state`, when given, the training model's own state (e.g. MPO cores) for an exact resume."""
     tmp = path + ".tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)
@@ -79,7 +80,8 @@ def save_checkpoint(path: str, *, model, tokenizer, optimizer, scheduler, state:
     if tokenizer is not None:
         tokenizer.save_pretrained(tmp)
     torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "teacher": teacher_state, "rng": process_rng}, os.path.join(tmp, "training_state.pt"))
+                "teacher": teacher_state, "rng": process_rng, "student": student_state},
+               os.path.join(tmp, "training_state.pt"))
     state.save(os.path.join(tmp, STATE_FILE))
     replace_dir(tmp, path)
 

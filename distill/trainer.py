@@ -4,8 +4,11 @@ Methods plug in through three small interfaces instead of copies of this loop:
 - an `Objective` (distill/objective.py): named loss terms from one micro-batch;
 - a teacher strategy (distill/teacher.py): the teacher's outputs, and its own update, if it learns,
   once per optimizer step;
-- a model transform (optional): `export(model)` gives the plain model to save (e.g. contracting an
-  over-parameterised student back to dense layers).
+- a model transform (optional; OPDF's MPO student): `export(model)` gives the plain model to save and
+  to predict with, `load_dense_state(model, state)` loads a saved (plain) state back into the training
+  model. Checkpoints then also keep the training model's own state, so a resumed run is exact;
+- a parameter loss (optional; OPDF's tensor alignment): `weights` and `loss_terms()`, a loss on the
+  student's parameters rather than on a batch, added once per optimizer step.
 
 accelerate gives devices, DDP, mixed precision and loss scaling; the batch order, gradient
 accumulation and loss normalisation are ours (see distill/objective.py for why).
@@ -75,7 +78,7 @@ class DistillationTrainer:
                  eval_datasets: dict[str, TokenizedDataset] | None = None, teacher=None,
                  compute_metrics: Callable[[np.ndarray, np.ndarray], dict] | None = None,
                  main_metric: str = "accuracy", greater_is_better: bool = True, tokenizer=None,
-                 model_transform=None, group_by_length: bool = True):
+                 model_transform=None, param_loss=None, group_by_length: bool = True):
         self.args = args
         self.accelerator = accelerator
         self.objective = objective
@@ -88,6 +91,7 @@ class DistillationTrainer:
         self.greater_is_better = greater_is_better
         self.tokenizer = tokenizer
         self.model_transform = model_transform
+        self.param_loss = param_loss
         self.group_by_length = group_by_length
         self.state = TrainerState()
         self.student = student.to(accelerator.device)
@@ -137,14 +141,28 @@ class DistillationTrainer:
         counts = acc.reduce(torch.tensor(list(local.values()), device=acc.device, dtype=torch.float64), "sum")
         return dict(zip(local, counts.clamp(min=1).tolist()))
 
+    @property
+    def term_weights(self) -> dict[str, float]:
+        """Every term of the student's loss: the objective's, then the parameter loss's."""
+        return self.objective.weights | (self.param_loss.weights if self.param_loss is not None else {})
+
+    def step_counts(self, micro_batches: list[dict]) -> dict[str, float]:
+        """`global_counts` of the student's objective, plus the parameter-loss terms: each process adds
+        those once per step, so their count is the number of processes (the mean is the loss itself)."""
+        counts = self.global_counts(self.objective, micro_batches)
+        if self.param_loss is not None:
+            counts.update({k: float(self.accelerator.num_processes) for k in self.param_loss.weights})
+        return counts
+
     def accumulate_student_gradients(self, micro_batches: list[dict], counts: dict[str, float],
                                      teacher_outputs: Callable[[int, dict], object] | None) -> dict[str, float]:
-        """Forward/backward of the student over the micro-batches of one step; gradients accumulate in
-        `.grad`. `teacher_outputs(i, batch)` gives the teacher's outputs for micro-batch i. Returns the
-        per-term sums over the step (all processes)."""
+        """Forward/backward of the student over the micro-batches of one step (and the parameter loss,
+        with the last one); gradients accumulate in `.grad`. `counts` come from `step_counts`.
+        `teacher_outputs(i, batch)` gives the teacher's outputs for micro-batch i. Returns the per-term
+        sums over the step (all processes)."""
         acc = self.accelerator
         self.student.train()
-        sums = {k: torch.zeros((), device=acc.device, dtype=torch.float64) for k in self.objective.weights}
+        sums = {k: torch.zeros((), device=acc.device, dtype=torch.float64) for k in self.term_weights}
         for i, batch in enumerate(micro_batches):
             last = i == len(micro_batches) - 1
             # Skip DDP's gradient all-reduce on all but the last micro-batch.
@@ -155,11 +173,15 @@ class DistillationTrainer:
                 teacher_out = teacher_outputs(i, batch) if teacher_outputs is not None else None
                 student_out = self.student(**model_inputs(batch, self.student_inputs))
                 terms = self.objective.loss_sums(batch, student_out, teacher_out)
-                # DDP averages gradients over processes; the counts are global, so scale back up.
                 loss = weighted_loss(self.objective.weights, terms, counts)
+                if last and self.param_loss is not None:  # inside the synced backward, so DDP reduces it
+                    param_terms = self.param_loss.loss_terms()
+                    loss = loss + weighted_loss(self.param_loss.weights, param_terms, counts)
+                    terms = terms | param_terms
+                # DDP averages gradients over processes; the counts are global, so scale back up.
                 acc.backward(loss * acc.num_processes)
-            for k in sums:
-                sums[k] += terms[k].detach().double()
+            for k, value in terms.items():
+                sums[k] += value.detach().double()
         totals = acc.reduce(torch.stack(list(sums.values())), "sum").tolist()
         return dict(zip(sums, totals))
 
@@ -171,14 +193,14 @@ class DistillationTrainer:
         first, once per optimizer step. Returns the step's logs.
         """
         micro_batches = [self._to_device(b) for b in micro_batches]
-        counts = self.global_counts(self.objective, micro_batches)
+        counts = self.step_counts(micro_batches)
         logs = self.teacher.before_optimizer_step(self, micro_batches) if self.teacher is not None else {}
         outputs = (lambda i, batch: self.teacher.outputs(batch)) if self.teacher is not None else None
         sums = self.accumulate_student_gradients(micro_batches, counts, outputs)
-        logs.update(weighted_term_logs(self.objective.weights, sums, counts))
+        logs.update(weighted_term_logs(self.term_weights, sums, counts))
         total = logs["loss/total"]
         if not math.isfinite(total):  # refuse to write NaN into the weights (and every later checkpoint)
-            bad = [k for k in self.objective.weights if not math.isfinite(logs[f"loss/{k}"])]
+            bad = [k for k in self.term_weights if not math.isfinite(logs[f"loss/{k}"])]
             raise UsageError(f"loss {'/'.join(bad)} is {total} at step {self.state.global_step + 1}; lower "
                              "--learning_rate, check the labels, or use --bf16 instead of --fp16")
         if self.args.max_grad_norm and self.args.max_grad_norm > 0:
@@ -306,13 +328,38 @@ class DistillationTrainer:
             save_checkpoint(path, model=self._model_to_save(), tokenizer=self.tokenizer, optimizer=self.optimizer,
                             scheduler=self.scheduler, state=self.state,
                             teacher_state=self.teacher.state_dict() if self.teacher is not None else {},
-                            process_rng=rng_state())
+                            process_rng=rng_state(), student_state=self._training_model_state())
             rotate_checkpoints(self.args.output_dir, self.args.save_total_limit)
         acc.wait_for_everyone()
 
+    def _training_model_state(self) -> dict | None:
+        """The training model's own state when it differs from the saved plain model (a transform's,
+        e.g. MPO cores: re-decomposing the dense weights would change their gauge and break the
+        optimizer's moments), else None."""
+        if self.model_transform is None:
+            return None
+        return {k: v.detach().cpu() for k, v in self.unwrapped_student.state_dict().items()}
+
+    def _load_saved_student(self, model_dir: str) -> None:
+        """Load a saved plain model (best_checkpoint/) into the training student."""
+        path = os.path.join(model_dir, "model.safetensors")
+        if self.model_transform is None:
+            load_model_weights(self.unwrapped_student, path)
+            return
+        from safetensors.torch import load_file
+        self.model_transform.load_dense_state(self.unwrapped_student, load_file(path))
+
     def _resume(self, path: str) -> None:
         training, state = load_training_state(path)
-        load_model_weights(self.unwrapped_student, os.path.join(path, "model.safetensors"))
+        raw = training.get("student")
+        if (raw is None) != (self.model_transform is None):
+            made = "with" if raw is not None else "without"
+            raise UsageError(f"{path} was written {made} a model transform (--use_opdf); resume with the flags of "
+                             "that run, or start over with --overwrite_output_dir")
+        if raw is None:
+            load_model_weights(self.unwrapped_student, os.path.join(path, "model.safetensors"))
+        else:
+            self.unwrapped_student.load_state_dict(raw)
         self.optimizer.load_state_dict(training["optimizer"])
         self.scheduler.load_state_dict(training["scheduler"])
         if self.teacher is not None:
@@ -327,7 +374,7 @@ class DistillationTrainer:
         out = self.args.output_dir
         self.accelerator.wait_for_everyone()
         if self.state.best_step is not None and os.path.isdir(os.path.join(out, BEST_DIR)):
-            load_model_weights(self.unwrapped_student, os.path.join(out, BEST_DIR, "model.safetensors"))
+            self._load_saved_student(os.path.join(out, BEST_DIR))
             logger.info("loaded the best model (step %d, %s = %.4f)", self.state.best_step, self.main_metric,
                         self.state.best_metric)
         if self.teacher is not None and self.teacher.learns:
@@ -345,7 +392,8 @@ class DistillationTrainer:
         """Logits of `model` (default: the student) for every example of `dataset`, in dataset order,
         gathered across processes."""
         acc = self.accelerator
-        model = self.student if model is None else model
+        if model is None:  # the student; through a transform, its plain form (e.g. dense, not MPO: faster)
+            model = self.student if self.model_transform is None else self._model_to_save()
         input_names = forward_input_names(model)
         was_training = model.training
         model.eval()

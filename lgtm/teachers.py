@@ -168,7 +168,7 @@ class LGTMTeacher(ProKTTeacher):
                 t_logits.append(self._forward(batch))
 
         # 2. virtual student step: the real accumulation loop fills .grad, the optimizer is only read
-        s_counts = trainer.global_counts(trainer.objective, micro_batches)
+        s_counts = trainer.step_counts(micro_batches)
         trainer.accumulate_student_gradients(micro_batches, s_counts, lambda i, b: outputs(t_logits[i]))
         theta_prime = virtual_adamw_step(student, trainer.optimizer, trainer.args.max_grad_norm)
         trainer.optimizer.zero_grad(set_to_none=True)

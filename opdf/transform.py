@@ -37,21 +37,22 @@ def default_shape(dim: int, n_cores: int = 5) -> list[int]:
     """The paper's preset for 768/3072; otherwise [a, 1, …, 1, b] with a·b = dim, a ≥ b, a/b smallest."""
     if dim in PRESETS and n_cores == 5:
         return list(PRESETS[dim])
+    if n_cores == 1:
+        return [dim]
     b = max(d for d in range(1, math.isqrt(dim) + 1) if dim % d == 0)
     return [dim // b] + [1] * (n_cores - 2) + [b]
 
 
-def shape_for(dim: int, user_shapes: list[list[int]]) -> list[int]:
-    """The first user shape whose product is `dim`, else the default factorisation."""
+def shape_for(dim: int, user_shapes: list[list[int]], n_cores: int = 5) -> list[int]:
+    """The first user shape whose product is `dim`, else the default factorisation with `n_cores` cores."""
     for shape in user_shapes:
         if math.prod(shape) == dim:
             return list(shape)
-    n_cores = len(user_shapes[0]) if user_shapes else 5
     return default_shape(dim, n_cores)
 
 
-def target_modules(model: nn.Module, targets: tuple[str, ...] = DEFAULT_TARGETS) -> list[str]:
-    """Names of the Linear modules the transform replaces."""
+def named_targets(model: nn.Module, targets: tuple[str, ...] = DEFAULT_TARGETS) -> list[tuple[str, str]]:
+    """(module name, target name) of every Linear the transform replaces, in module order."""
     model_type = getattr(getattr(model, "config", None), "model_type", "bert")
     table = TARGETS.get(model_type)
     if table is None:
@@ -59,9 +60,18 @@ def target_modules(model: nn.Module, targets: tuple[str, ...] = DEFAULT_TARGETS)
     unknown = [t for t in targets if t not in table]
     if unknown:
         raise ValueError(f"unknown --mpo_targets {unknown}; choose from {', '.join(table)}")
-    patterns = [re.compile(table[t]) for t in targets]
-    return [name for name, m in model.named_modules()
-            if isinstance(m, nn.Linear) and any(p.search(name) for p in patterns)]
+    patterns = {t: re.compile(table[t]) for t in targets}
+    found = []
+    for name, module in model.named_modules():
+        hit = [t for t, p in patterns.items() if p.search(name)]
+        if hit and isinstance(module, (nn.Linear, MPOLinear)):
+            found.append((name, hit[0]))
+    return found
+
+
+def target_modules(model: nn.Module, targets: tuple[str, ...] = DEFAULT_TARGETS) -> list[str]:
+    """Names of the Linear modules the transform replaces."""
+    return [name for name, _ in named_targets(model, targets)]
 
 
 class MPOTransform:
@@ -74,16 +84,28 @@ class MPOTransform:
         self.input_shapes = input_shapes or []
         self.output_shapes = output_shapes or []
         self.max_bond = max_bond
+        given = {len(s) for s in self.input_shapes + self.output_shapes}
+        if len(given) > 1:
+            raise ValueError(f"MPO shapes with different numbers of cores: {self.input_shapes} {self.output_shapes}")
+        self.n_cores = given.pop() if given else 5
 
     def apply(self, model: nn.Module) -> nn.Module:
-        names = target_modules(model, self.targets)
+        names = [n for n in target_modules(model, self.targets) if isinstance(model.get_submodule(n), nn.Linear)]
         if not names:
             raise ValueError(f"no Linear layer of {type(model).__name__} matches --mpo_targets "
                              f"{','.join(self.targets)}")
+        in_dims = {model.get_submodule(n).in_features for n in names}
+        out_dims = {model.get_submodule(n).out_features for n in names}
+        for flag, shapes, dims in (("--mpo_input_shape", self.input_shapes, in_dims),
+                                   ("--mpo_output_shape", self.output_shapes, out_dims)):
+            unused = [s for s in shapes if math.prod(s) not in dims]
+            if unused:
+                raise ValueError(f"{flag} {','.join(map(str, unused[0]))} (= {math.prod(unused[0])}) factors no "
+                                 f"dimension of the target layers ({', '.join(map(str, sorted(dims)))})")
         for name in names:
             linear = model.get_submodule(name)
-            mpo = MPOLinear(linear, shape_for(linear.in_features, self.input_shapes),
-                            shape_for(linear.out_features, self.output_shapes), self.max_bond)
+            mpo = MPOLinear(linear, shape_for(linear.in_features, self.input_shapes, self.n_cores),
+                            shape_for(linear.out_features, self.output_shapes, self.n_cores), self.max_bond)
             model.set_submodule(name, mpo.to(linear.weight.device))
         return model
 

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Real-data comparison for the README: KD vs ProKT vs LGTM with the real all-MiniLM-L6-v2 teacher
+# Real-data comparison for the README: KD vs ProKT vs LGTM (and KD+OPDF, LGTM+OPDF) with the real all-MiniLM-L6-v2 teacher
 # fine-tuned by scripts/real_data_minilm.sh (real_runs/<task>/teacher) and a 3-layer student made of
 # its layers 0,2,4. Same seed, flags and budget for the three methods; the LGTM paper's KD settings
 # (alpha_kd 1.0, temperature 1.0, t_learning_rate 3e-5). ProKT and LGTM start their teacher from the
 # same fine-tuned teacher KD uses. LGTM holds out 10% of the training set as quiz data (default).
+# OPDF: the default MPO targets and shapes, tensor alignment weight 1.0 with the default layer map
+# (student layer i -> teacher layer 2i+1).
 # Usage: scripts/real_data_lgtm.sh [out_dir] [task:method ...]   (default: every task and method)
 #   e.g. OMP_NUM_THREADS=1 scripts/real_data_lgtm.sh real_runs rte:lgtm sst2:kd
 # Knobs (environment): SST2_TRAIN (training subset, default 8000), SST2_EPOCHS (2), RTE_EPOCHS (5), SEED (42;
@@ -32,6 +34,8 @@ for JOB in "${JOBS[@]}"; do
     kd) FLAGS=() ;;
     prokt) FLAGS=(--train_teacher --t_learning_rate 3e-5) ;;
     lgtm) FLAGS=(--train_teacher --t_learning_rate 3e-5 --use_lgtm) ;;
+    kd_opdf) FLAGS=(--use_opdf) ;;
+    lgtm_opdf) FLAGS=(--train_teacher --t_learning_rate 3e-5 --use_lgtm --use_opdf) ;;
     *) echo "unknown method $METHOD" >&2; exit 2 ;;
   esac
   TEACHER=$OUT/$TASK/teacher
@@ -43,12 +47,12 @@ done
 $PY - "$OUT" "$SUFFIX" <<'PY'
 import json, os, sys
 out, suffix = sys.argv[1], sys.argv[2]
-print(f"{'task':<6}{'method':<8}{'student dev acc':>16}{'teacher dev acc':>16}{'train s':>9}")
+print(f"{'task':<6}{'method':<10}{'student dev acc':>16}{'teacher dev acc':>16}{'train s':>9}")
 for task in ("rte", "sst2"):
-    for method in ("kd", "prokt", "lgtm"):
+    for method in ("kd", "prokt", "lgtm", "kd_opdf", "lgtm_opdf"):
         path = os.path.join(out, task, f"lgtm_cmp_{method}{suffix}", "all_results.json")
         if os.path.isfile(path):
             r = json.load(open(path))
             teacher = r.get("teacher_eval_accuracy", float("nan"))
-            print(f"{task:<6}{method:<8}{r['eval_accuracy']:>16.4f}{teacher:>16.4f}{r['train_runtime']:>9.0f}")
+            print(f"{task:<6}{method:<10}{r['eval_accuracy']:>16.4f}{teacher:>16.4f}{r['train_runtime']:>9.0f}")
 PY

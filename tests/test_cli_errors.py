@@ -17,7 +17,7 @@ def run_err(capsys, *argv) -> str:
 
 
 def test_unbuilt_method_flags_are_refused_by_name(toy, tmp_path, capsys):
-    for flag in ("--use_opdf", "--alpha_corr"):
+    for flag in ("--alpha_corr", "--ta_models"):
         line = run_err(capsys, "--model_name_or_path", toy["student"], "--task_name", "sst2", "--data_dir",
                        toy["task"], "--do_train", "--output_dir", tmp_path, flag)
         assert flag in line and "not implement" in line
@@ -41,6 +41,23 @@ def test_teacher_learning_flags_refuse_nonsense_combinations(toy, tmp_path, caps
                                              "--lgtm_quiz_fraction", "1.5")
     assert "--alpha_kd 0" in run_err(capsys, *base, *teacher, "--train_teacher", "--use_lgtm", "--alpha_kd", "0")
     assert not os.path.exists(tmp_path / "o")  # refused before anything was written
+
+
+def test_opdf_flags_refuse_nonsense(toy, tmp_path, capsys):
+    base = ["--model_name_or_path", toy["student"], "--task_name", "sst2", "--data_dir", toy["task"], "--do_train",
+            "--output_dir", tmp_path / "o"]
+    opdf = [*base, "--teacher_model", toy["teacher"], "--use_opdf"]
+    assert "add --use_opdf" in run_err(capsys, *base, "--mpo_truncate", "8")
+    assert "add --use_opdf" in run_err(capsys, *base, "--opdf_layer_map", "0,1")
+    assert "--mpo_truncate must be >= 1" in run_err(capsys, *opdf, "--mpo_truncate", "0")
+    assert "--opdf_align_weight must be >= 0" in run_err(capsys, *opdf, "--opdf_align_weight", "-1")
+    assert "positive factors" in run_err(capsys, *opdf, "--mpo_input_shape", "8,x")
+    assert "different numbers of cores" in run_err(capsys, *opdf, "--mpo_input_shape", "8,4",
+                                                   "--mpo_output_shape", "8,1,4")
+    assert "unknown --mpo_targets" in run_err(capsys, *opdf, "--mpo_targets", "query,gate")
+    assert "factors no dimension" in run_err(capsys, *opdf, "--mpo_input_shape", "8,2")  # 16: no such layer
+    assert "one teacher layer" in run_err(capsys, *opdf, "--opdf_layer_map", "0,9")
+    assert not os.path.exists(tmp_path / "o")
 
 
 def test_conflicting_and_missing_flags(toy, tmp_path, capsys):

@@ -1,6 +1,8 @@
 """MPO decomposition (opdf/mpo.py): exact reconstruction, parameter counts, the MPO linear layer."""
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from torch import nn
@@ -101,3 +103,29 @@ def test_mpo_linear_equals_the_dense_layer_and_trains_every_core():
     back = mpo.to_linear()
     assert isinstance(back, nn.Linear)
     torch.testing.assert_close(back(x), mpo(x), atol=1e-6, rtol=1e-6)
+
+
+def _einsum_contract(cores):
+    """Reference: contract the bond indices with einsum, independently of mpo_contract's matrix chain."""
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    n = len(cores)
+    bonds, outs, ins = letters[:n + 1], letters[n + 1:2 * n + 1], letters[2 * n + 1:3 * n + 1]
+    spec = ",".join(f"{bonds[k]}{outs[k]}{ins[k]}{bonds[k + 1]}" for k in range(n))
+    t = torch.einsum(f"{spec}->{bonds[0]}{outs}{ins}{bonds[n]}", *cores)
+    return t.reshape(math.prod(c.shape[1] for c in cores), math.prod(c.shape[2] for c in cores))
+
+
+@pytest.mark.parametrize("out_shape,in_shape", [([6, 1, 1, 1, 4], [4, 1, 1, 1, 5]),  # matrix-chain path
+                                                ([2, 3, 4], [3, 2, 2]), ([4, 2, 1, 3], [2, 1, 3, 4])])
+def test_contraction_matches_an_einsum_reference_and_its_gradients(out_shape, in_shape):
+    torch.manual_seed(0)
+    dims = [1] + [3] * (len(in_shape) - 1) + [1]  # random cores, not from a decomposition
+    cores = [torch.randn(dims[k], o, i, dims[k + 1], dtype=torch.float64, requires_grad=True)
+             for k, (o, i) in enumerate(zip(out_shape, in_shape))]
+    w, ref = mpo_contract(cores), _einsum_contract(cores)
+    torch.testing.assert_close(w, ref)
+    probe = torch.randn_like(w)
+    grads = torch.autograd.grad((w * probe).sum(), cores)
+    ref_grads = torch.autograd.grad((_einsum_contract(cores) * probe).sum(), cores)
+    for g, r in zip(grads, ref_grads):
+        torch.testing.assert_close(g, r)
