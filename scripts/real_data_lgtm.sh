@@ -35,6 +35,9 @@ for JOB in "${JOBS[@]}"; do
     prokt) FLAGS=(--train_teacher --t_learning_rate 3e-5) ;;
     lgtm) FLAGS=(--train_teacher --t_learning_rate 3e-5 --use_lgtm) ;;
     kd_opdf) FLAGS=(--use_opdf) ;;
+    kd_opdf_map024) FLAGS=(--use_opdf --opdf_layer_map 0,2,4) ;;   # align to the layers the student is made of
+    kd_opdf_noalign) FLAGS=(--use_opdf --opdf_align_weight 0) ;;   # the over-parameterisation alone
+    kd_opdf_lr5e-5) FLAGS=(--use_opdf --learning_rate 5e-5) ;;      # half the student's learning rate
     lgtm_opdf) FLAGS=(--train_teacher --t_learning_rate 3e-5 --use_lgtm --use_opdf) ;;
     *) echo "unknown method $METHOD" >&2; exit 2 ;;
   esac
@@ -47,12 +50,12 @@ done
 $PY - "$OUT" "$SUFFIX" <<'PY'
 import json, os, sys
 out, suffix = sys.argv[1], sys.argv[2]
-print(f"{'task':<6}{'method':<10}{'student dev acc':>16}{'teacher dev acc':>16}{'train s':>9}")
+print(f"{'task':<6}{'method':<16}{'student dev acc':>16}{'teacher dev acc':>16}{'train s':>9}")
 for task in ("rte", "sst2"):
-    for method in ("kd", "prokt", "lgtm", "kd_opdf", "lgtm_opdf"):
+    for method in ("kd", "prokt", "lgtm", "kd_opdf", "kd_opdf_map024", "kd_opdf_noalign", "kd_opdf_lr5e-5", "lgtm_opdf"):
         path = os.path.join(out, task, f"lgtm_cmp_{method}{suffix}", "all_results.json")
         if os.path.isfile(path):
             r = json.load(open(path))
             teacher = r.get("teacher_eval_accuracy", float("nan"))
-            print(f"{task:<6}{method:<10}{r['eval_accuracy']:>16.4f}{teacher:>16.4f}{r['train_runtime']:>9.0f}")
+            print(f"{task:<6}{method:<16}{r['eval_accuracy']:>16.4f}{teacher:>16.4f}{r['train_runtime']:>9.0f}")
 PY
