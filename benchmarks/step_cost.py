@@ -126,11 +126,9 @@ def build_lgtm(accelerator, seed: int) -> dict:
 def _with_opdf(method: dict) -> dict:
     """OPDF on top of a method: the paper's MPO shapes on every default target of the student, and the
     tensor alignment to the teacher (default layer map: student layer i -> teacher layer 2i+1)."""
-    from opdf.align import TensorAlignmentLoss
-    from opdf.transform import DEFAULT_TARGETS, MPOTransform
-    transform = MPOTransform()
-    transform.apply(method["student"])
-    align = TensorAlignmentLoss(method["student"], method["teacher"].model, DEFAULT_TARGETS, None, weight=1.0)
+    from opdf.args import OPDFArguments
+    from opdf.build import make_opdf
+    transform, align = make_opdf(OPDFArguments(use_opdf=True), method["student"], method["teacher"].model)
     return {**method, "model_transform": transform, "param_loss": align}
 
 

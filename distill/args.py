@@ -179,6 +179,17 @@ class DistillationArguments:
             raise UsageError(f"--temperature must be > 0, got {self.temperature}")
 
 
+def changed_flags(args, names) -> list[str]:
+    """The fields of dataclass `args` among `names` whose values differ from their defaults (flags the
+    user set), in declaration order; for refusing a method's flags without the method."""
+    changed = []
+    for f in fields(args):
+        default = f.default_factory() if callable(f.default_factory) else f.default
+        if f.name in names and getattr(args, f.name) != default:
+            changed.append(f.name)
+    return changed
+
+
 def _refuse_unbuilt_flags(names: list[str]) -> None:
     for name in names:
         key = name.lstrip("-").split("=")[0]

@@ -288,12 +288,13 @@ class DistillationTrainer:
             self._save_checkpoint()
 
     def _evaluate_and_track_best(self) -> None:
-        metrics = self.evaluate()
+        model = self._model_to_save()  # one plain model (one export through a transform) to score and save
+        metrics = self.evaluate(model)
         self._log(metrics, self.state.global_step)
         value = metrics[f"eval_{self.main_metric}"]
         if self._improves(value, self.state.best_metric):
             self.state.best_metric, self.state.best_step = value, self.state.global_step
-            self._save_best(self._model_to_save(), BEST_DIR)
+            self._save_best(model, BEST_DIR)
         logger.info("step %d: %s = %.4f (best %.4f at step %d)", self.state.global_step, self.main_metric, value,
                     self.state.best_metric, self.state.best_step)
         if self.teacher is not None and self.teacher.learns:
@@ -416,6 +417,8 @@ class DistillationTrainer:
         """`<prefix><metric><suffix>` for every eval set (MNLI: matched "" and mismatched "_mm"), of the
         student or of `model` (a teacher that learns, with prefix "teacher_eval_")."""
         metrics = {}
+        if model is None and self.model_transform is not None:
+            model = self._model_to_save()  # export once for every eval set
         for suffix, dataset in self.eval_datasets.items():
             logits = self.predict(dataset, model)
             labels = np.asarray(dataset.columns["labels"])

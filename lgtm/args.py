@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 
+from distill.args import changed_flags
 from distill.errors import UsageError
 
 INFLUENCE_MODES = ("student_kd", "teacher_aux")
@@ -68,10 +69,9 @@ class TeacherLearningArguments:
         if self.lgtm_fd_radius <= 0:
             raise UsageError(f"--lgtm_fd_radius must be > 0, got {self.lgtm_fd_radius}")
         # flags that mean nothing without their method, when set to other than their defaults
-        changed = [f.name for f in fields(self) if f.name in ("t_learning_rate", "t_alpha_kd")
-                   and getattr(self, f.name) != f.default]
+        changed = changed_flags(self, ("t_learning_rate", "t_alpha_kd"))
         if changed and not self.train_teacher:
             raise UsageError(f"--{changed[0]} only applies to a teacher that learns; add --train_teacher or drop it")
-        changed = [f.name for f in fields(self) if f.name.startswith("lgtm_") and getattr(self, f.name) != f.default]
+        changed = changed_flags(self, [f.name for f in fields(self) if f.name.startswith("lgtm_")])
         if changed and not self.use_lgtm:
             raise UsageError(f"--{changed[0]} only applies to LGTM; add --use_lgtm or drop the flag")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 
+from distill.args import changed_flags
 from distill.errors import UsageError
 from opdf.transform import DEFAULT_TARGETS
 
@@ -55,8 +56,7 @@ class OPDFArguments:
         return tuple(t.strip() for t in self.mpo_targets.split(",") if t.strip())
 
     def validate(self) -> None:
-        changed = [f.name for f in fields(self) if f.name != "use_opdf"
-                   and getattr(self, f.name) != (f.default_factory() if callable(f.default_factory) else f.default)]
+        changed = changed_flags(self, [f.name for f in fields(self) if f.name != "use_opdf"])
         if changed and not self.use_opdf:
             raise UsageError(f"--{changed[0]} only applies to OPDF; add --use_opdf or drop the flag")
         if not self.targets():

@@ -94,7 +94,7 @@ def test_different_shapes_are_refused_with_the_way_out(toy, tmp_path):
         TensorAlignmentLoss(_mpo_student(toy["student"]), no_dropout_bert(wide), DEFAULT_TARGETS, None, 1.0)
 
 
-def _one_step(toy, micro_sizes, tmp_path, processes_note=""):
+def _one_step(toy, micro_sizes, tmp_path):
     torch.manual_seed(0)
     dataset, tok = toy_dataset(toy, sum(micro_sizes))
     args = TrainingArguments(output_dir=str(tmp_path), report_to="none", disable_tqdm=True, max_grad_norm=0.0)
