@@ -30,7 +30,7 @@ def _sentences(task_dir, n=12):
         return [line.split("\t")[0] for line in f][1:n + 1]
 
 
-@pytest.mark.parametrize("method", ["kd", "lgtm"])
+@pytest.mark.parametrize("method", ["kd", "prokt", "lgtm"])
 def test_opdf_trains_an_mpo_student_and_saves_the_same_function_as_a_plain_model(toy, tmp_path, monkeypatch,
                                                                                   method):
     out = tmp_path / method
@@ -47,7 +47,8 @@ def test_opdf_trains_an_mpo_student_and_saves_the_same_function_as_a_plain_model
         return real_save(self, output_dir)
 
     monkeypatch.setattr(DistillationTrainer, "save_model", recording_save)
-    lgtm = ["--train_teacher", "--use_lgtm", "--t_learning_rate", "1e-3"] if method == "lgtm" else []
+    lgtm = {"kd": [], "prokt": ["--train_teacher", "--t_learning_rate", "1e-3"],
+            "lgtm": ["--train_teacher", "--use_lgtm", "--t_learning_rate", "1e-3"]}[method]
     assert run_glue.main([str(a) for a in [
         "--model_name_or_path", toy["student"], "--teacher_model", toy["teacher"], "--task_name", "sst2",
         "--data_dir", toy["task"], "--do_train", "--do_eval", "--num_train_epochs", "2", "--eval_steps", "3",
