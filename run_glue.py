@@ -5,7 +5,9 @@ Without --teacher_model the student is fine-tuned on the labels (this is how tea
 with one, it is distilled with Hinton KD: L = α_kd·τ²·KL(p_t^τ‖p_s^τ) + (1−α_kd)·CE. With
 --train_teacher the teacher learns too (ProKT), and with --use_lgtm it learns from its influence on
 the student's quiz loss (LGTM); see lgtm/. --use_opdf over-parameterises the student while it trains
-(MPO cores, aligned to the teacher's), on top of any of these; see opdf/.
+(MPO cores, aligned to the teacher's), on top of any of these; see opdf/. The one-to-one paper's
+flags (--alpha_ce --alpha_glue --alpha_corr --alpha_mse --alpha_cos --do_mask) add feature losses on
+the last hidden states; see features/.
 
     python run_glue.py --model_name_or_path <student> --teacher_model <teacher> --task_name rte \
         --data_dir glue_data/RTE --do_train --do_eval --output_dir out
@@ -31,6 +33,8 @@ from distill.modeling import (
 from distill.objective import SequenceClassificationObjective
 from distill.teacher import FrozenTeacher
 from distill.trainer import DistillationTrainer, make_accelerator, seed_everything, setup_logging
+from features.args import GlueFeatureArguments
+from features.build import add_feature_terms, glue_loss_weights
 from lgtm.args import TeacherLearningArguments
 from lgtm.build import make_learning_teacher, split_quiz_data, zero_output_layer
 from opdf.args import OPDFArguments
@@ -40,13 +44,17 @@ logger = logging.getLogger("run_glue")
 
 
 def run(argv: list[str] | None = None) -> dict:
-    model_args, data_args, train_args, kd_args, teacher_args, opdf_args = parse_command_line(
+    model_args, data_args, train_args, kd_args, teacher_args, opdf_args, feature_args = parse_command_line(
         (ModelArguments, DataArguments, TrainingArguments, DistillationArguments, TeacherLearningArguments,
-         OPDFArguments), argv)
+         OPDFArguments, GlueFeatureArguments), argv)
     train_args.validate()
     kd_args.validate()
     opdf_args.validate()
-    teacher_args.validate(has_teacher=bool(model_args.teacher_model), alpha_kd=kd_args.alpha_kd)
+    weights = glue_loss_weights(kd_args, feature_args)
+    teacher_args.validate(has_teacher=bool(model_args.teacher_model), alpha_kd=weights["alpha_kd"])
+    if teacher_args.use_lgtm and any(weights["features"].values()):
+        raise UsageError("--use_lgtm with feature losses is not supported: LGTM's teacher learns from its influence "
+                         "through its logits only; drop --alpha_corr/--alpha_mse/--alpha_cos or --use_lgtm")
     layer_ids = model_args.layer_ids()
     resume_from = resolve_resume(train_args.output_dir, train_args.do_train, train_args.overwrite_output_dir,
                                  train_args.resume_from_checkpoint)
@@ -98,8 +106,11 @@ def run(argv: list[str] | None = None) -> dict:
     eval_datasets = {k: encode(v) for k, v in data.eval_sets.items()} if train_args.do_eval else {}
     pad_to = data_args.max_seq_length if data_args.pad_to_max_length else None
     collator = PaddingCollator(tokenizer.pad_token_id, pad_to)
-    objective = SequenceClassificationObjective(task.is_regression, teacher_model is not None, kd_args.alpha_kd,
-                                                kd_args.temperature)
+    objective = SequenceClassificationObjective(task.is_regression, teacher_model is not None, weights["alpha_kd"],
+                                                weights["temperature"], task_weight=weights["task_weight"])
+    if train_args.do_train:
+        objective, student, transform = add_feature_terms(objective, weights["features"], feature_args, student,
+                                                          teacher_model, transform)
     teacher = None
     if teacher_model is not None and teacher_args.train_teacher:
         teacher = make_learning_teacher(

@@ -18,10 +18,6 @@ from distill.errors import UsageError
 
 # Flags of methods whose issues have not landed yet: refused by name instead of "unrecognized".
 NOT_YET_IMPLEMENTED = {
-    "alpha_ce": "feature distillation", "alpha_glue": "feature distillation",
-    "alpha_corr": "feature distillation", "alpha_mse": "feature distillation",
-    "alpha_cos": "feature distillation", "do_mask": "feature distillation",
-    "feature_projection": "feature distillation",
     "ta_models": "TAKD (teacher assistants)",
     "cache_teacher_outputs": "teacher-output caching",
 }
@@ -170,12 +166,17 @@ class TrainingArguments:
 class DistillationArguments:
     alpha_kd: float = field(default=1.0, metadata={"help": "Weight of the KD term; (1 - alpha_kd) weights the "
                                                            "task loss. Ignored without a teacher."})
-    temperature: float = field(default=1.0, metadata={"help": "Softmax temperature of the KD term (τ² scaled)."})
+    temperature: float | None = field(
+        default=None, metadata={"help": "Softmax temperature of the KD term (τ² scaled). Default 1.0; 2.0 with the "
+                                        "one-to-one paper's flags (--alpha_ce, --alpha_glue, --alpha_corr, ...)."})
+
+    def resolved_temperature(self, default: float = 1.0) -> float:
+        return default if self.temperature is None else self.temperature
 
     def validate(self) -> None:
         if not 0.0 <= self.alpha_kd <= 1.0:
             raise UsageError(f"--alpha_kd must be in [0, 1], got {self.alpha_kd}")
-        if self.temperature <= 0:
+        if self.temperature is not None and self.temperature <= 0:
             raise UsageError(f"--temperature must be > 0, got {self.temperature}")
 
 
@@ -195,7 +196,7 @@ def _refuse_unbuilt_flags(names: list[str]) -> None:
         key = name.lstrip("-").split("=")[0]
         if key in NOT_YET_IMPLEMENTED:
             raise UsageError(f"--{key} belongs to {NOT_YET_IMPLEMENTED[key]}, which this version does not "
-                             "implement yet; drop the flag (fine-tuning, KD, ProKT, LGTM and OPDF are available)")
+                             "implement yet; drop the flag (fine-tuning, KD, ProKT, LGTM, OPDF and feature losses are available)")
 
 
 def _aliases(dataclass_types) -> dict[str, str]:

@@ -101,17 +101,21 @@ def load_training_state(path: str) -> tuple[dict, TrainerState]:
 
 
 def load_model_weights(model, path: str) -> None:
-    """Load a saved `model.safetensors` into `model`, strictly: every key must match, except keys
-    that save_pretrained dropped because they are tied to (share storage with) a saved one."""
+    """Load a saved `model.safetensors` into `model` (see load_state_checked)."""
     from safetensors.torch import load_file
 
-    state = load_file(path)
+    load_state_checked(model, load_file(path), path)
+
+
+def load_state_checked(model, state: dict, where: str) -> None:
+    """Load `state` into `model`, strictly: every key must match, except keys that save_pretrained
+    dropped because they are tied to (share storage with) a saved one."""
     missing, unexpected = model.load_state_dict(state, strict=False)
     current = model.state_dict()
     loaded = {current[k].data_ptr() for k in state if k in current}
     untied_missing = [k for k in missing if current[k].data_ptr() not in loaded]
     if unexpected or untied_missing:
-        raise UsageError(f"{path} does not fit the model (missing {untied_missing[:3]}, unexpected "
+        raise UsageError(f"{where} does not fit the model (missing {untied_missing[:3]}, unexpected "
                          f"{unexpected[:3]}); resume with the same model flags, or start over with "
                          "--overwrite_output_dir")
 

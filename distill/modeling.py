@@ -19,6 +19,8 @@ from distill.errors import UsageError
 logger = logging.getLogger(__name__)
 
 PROBE_TEXT = "The quick brown fox jumps over the lazy dog; distillation costs 42.5%, naïvely."
+# batch keys that are never model inputs (targets are read by the objectives, not by the models' own loss)
+NON_MODEL_KEYS = ("labels", "example_id")
 _GENERIC_LABEL = re.compile(r"^LABEL_\d+$")
 
 
@@ -129,14 +131,16 @@ def keep_layers(model: PreTrainedModel, layer_ids: list[int]) -> PreTrainedModel
 
 
 def forward_input_names(model: nn.Module) -> set[str]:
-    """The batch keys a model's forward accepts (DistilBERT takes no token_type_ids, BERT does)."""
+    """The batch keys a model's forward accepts (DistilBERT takes no token_type_ids, BERT does). A
+    wrapper whose forward takes **inputs declares its model's in `accepted_inputs`."""
     module = getattr(model, "module", model)  # DDP
-    return set(inspect.signature(module.forward).parameters)
+    declared = getattr(module, "accepted_inputs", None)
+    return set(declared) if declared is not None else set(inspect.signature(module.forward).parameters)
 
 
 def model_inputs(batch: dict[str, torch.Tensor], accepted: set[str]) -> dict[str, torch.Tensor]:
     """The model's own inputs from a batch that carries every model's inputs plus labels/ids."""
-    return {k: v for k, v in batch.items() if k in accepted and k not in ("labels", "example_id")}
+    return {k: v for k, v in batch.items() if k in accepted and k not in NON_MODEL_KEYS}
 
 
 def check_same_vocabulary(student_tokenizer, teacher_tokenizer, teacher_path: str) -> None:

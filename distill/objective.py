@@ -23,6 +23,8 @@ class Objective:
 
     #: term name -> weight in the total loss (terms of weight 0 are still computed and logged)
     weights: dict[str, float]
+    #: extra arguments of the student's and the teacher's forward during training (e.g. hidden states)
+    forward_kwargs: dict = {}
 
     def counts(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         """How many items each term averages over in this micro-batch (known before the forward)."""
@@ -33,8 +35,12 @@ class Objective:
         raise NotImplementedError
 
     def eval_loss_sum(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Summed task loss on gold labels, for `eval_loss`."""
+        """Summed task loss on gold labels, for `eval_loss` (`logits`: what `predictions` returned)."""
         raise NotImplementedError
+
+    def predictions(self, outputs) -> torch.Tensor:
+        """What evaluation keeps of a model's outputs, (B, ...): the logits."""
+        return outputs.logits
 
 
 class SequenceClassificationObjective(Objective):
@@ -43,16 +49,19 @@ class SequenceClassificationObjective(Objective):
         L = α_kd · τ² · KL(p_t^τ ‖ p_s^τ) + (1 − α_kd) · CE(s, y)        (classification)
         L = α_kd · MSE(s, t)               + (1 − α_kd) · MSE(s, y)       (regression, STS-B)
 
-    Without a teacher it is plain fine-tuning: L = CE (or MSE).
+    Without a teacher it is plain fine-tuning: L = CE (or MSE). `task_weight` overrides (1 − α_kd) (the
+    one-to-one paper weighs both terms independently: --alpha_ce, --alpha_glue).
     """
 
-    def __init__(self, is_regression: bool, has_teacher: bool, alpha_kd: float = 1.0, temperature: float = 1.0):
+    def __init__(self, is_regression: bool, has_teacher: bool, alpha_kd: float = 1.0, temperature: float = 1.0,
+                 task_weight: float | None = None):
         self.task_term = "mse" if is_regression else "ce"
         self.task_loss = get_loss(self.task_term)
         self.kd_loss = get_loss("kd_mse" if is_regression else "kd")
         self.temperature = temperature
         self.has_teacher = has_teacher
-        self.weights = {self.task_term: 1.0 - alpha_kd, "kd": alpha_kd} if has_teacher else {self.task_term: 1.0}
+        task_weight = 1.0 - alpha_kd if task_weight is None else task_weight
+        self.weights = {self.task_term: task_weight, "kd": alpha_kd} if has_teacher else {self.task_term: 1.0}
 
     def counts(self, batch):
         n = float(batch["labels"].shape[0])

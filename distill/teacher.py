@@ -35,17 +35,18 @@ class Teacher:
     def before_optimizer_step(self, trainer, micro_batches: list[dict]) -> dict[str, float]:
         return {}  # nothing to learn
 
-    def outputs(self, batch: dict[str, torch.Tensor]):
+    def outputs(self, batch: dict[str, torch.Tensor], **forward_kwargs):
         """The teacher's outputs as constants: eval mode, no graph (also for a teacher that learns:
-        the student's targets carry no dropout noise)."""
+        the student's targets carry no dropout noise). `forward_kwargs`: e.g. output_hidden_states."""
         was_training = self.model.training
         self.model.eval()
         with torch.inference_mode(), self.accelerator.autocast():
-            out = self.model(**model_inputs(batch, self.input_names))
+            out = self.model(**model_inputs(batch, self.input_names), **forward_kwargs)
         self.model.train(was_training)
-        # Inference tensors cannot be saved for backward; a clone outside inference mode is an
-        # ordinary constant tensor the student's loss can use.
-        out.logits = out.logits.clone()
+        # Inference tensors cannot be saved for backward; clones made outside inference mode are
+        # ordinary constant tensors the student's loss can use.
+        for key, value in out.items():
+            out[key] = tuple(v.clone() for v in value) if isinstance(value, tuple) else value.clone()
         return out
 
     def state_dict(self) -> dict:

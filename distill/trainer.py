@@ -76,7 +76,7 @@ class DistillationTrainer:
     def __init__(self, *, args: TrainingArguments, accelerator: Accelerator, student: torch.nn.Module,
                  objective: Objective, collator: PaddingCollator, train_dataset: TokenizedDataset | None = None,
                  eval_datasets: dict[str, TokenizedDataset] | None = None, teacher=None,
-                 compute_metrics: Callable[[np.ndarray, np.ndarray], dict] | None = None,
+                 compute_metrics: Callable[[np.ndarray, TokenizedDataset], dict] | None = None,
                  main_metric: str = "accuracy", greater_is_better: bool = True, tokenizer=None,
                  model_transform=None, param_loss=None, group_by_length: bool = True):
         self.args = args
@@ -171,7 +171,8 @@ class DistillationTrainer:
                 # Teacher first: its inference-mode activations are freed before the student's
                 # forward holds its own for the backward (lower peak memory, warmer allocator).
                 teacher_out = teacher_outputs(i, batch) if teacher_outputs is not None else None
-                student_out = self.student(**model_inputs(batch, self.student_inputs))
+                student_out = self.student(**model_inputs(batch, self.student_inputs),
+                                           **self.objective.forward_kwargs)
                 terms = self.objective.loss_sums(batch, student_out, teacher_out)
                 loss = weighted_loss(self.objective.weights, terms, counts)
                 if last and self.param_loss is not None:  # inside the synced backward, so DDP reduces it
@@ -195,7 +196,8 @@ class DistillationTrainer:
         micro_batches = [self._to_device(b) for b in micro_batches]
         counts = self.step_counts(micro_batches)
         logs = self.teacher.before_optimizer_step(self, micro_batches) if self.teacher is not None else {}
-        outputs = (lambda i, batch: self.teacher.outputs(batch)) if self.teacher is not None else None
+        kwargs = self.objective.forward_kwargs
+        outputs = (lambda i, batch: self.teacher.outputs(batch, **kwargs)) if self.teacher is not None else None
         sums = self.accumulate_student_gradients(micro_batches, counts, outputs)
         logs.update(weighted_term_logs(self.term_weights, sums, counts))
         total = logs["loss/total"]
@@ -390,8 +392,9 @@ class DistillationTrainer:
     # ------------------------------------------------------------------ evaluation and saving
     @torch.no_grad()
     def predict(self, dataset: TokenizedDataset, model: torch.nn.Module | None = None) -> np.ndarray:
-        """Logits of `model` (default: the student) for every example of `dataset`, in dataset order,
-        gathered across processes."""
+        """`objective.predictions` (the logits; QA: start/end logits) of `model` (default: the student)
+        for every example of `dataset`, in dataset order, gathered across processes. Per-token outputs
+        of batches padded to different lengths are padded to the longest with -1e4."""
         acc = self.accelerator
         if model is None:  # the student; through a transform, its plain form (e.g. dense, not MPO: faster)
             model = self.student if self.model_transform is None else self._model_to_save()
@@ -403,15 +406,15 @@ class DistillationTrainer:
                                 acc.process_index):
             batch = self._to_device(self.collator([dataset[i] for i in idx]))
             with acc.autocast():
-                logits = model(**model_inputs(batch, input_names)).logits
-            outputs.append(logits.float().cpu().numpy())
+                logits = self.objective.predictions(model(**model_inputs(batch, input_names)))
+            outputs.extend(logits.float().cpu().numpy())
             ids.extend(idx)
         model.train(was_training)
-        local = list(zip(ids, np.concatenate(outputs) if outputs else []))
+        local = list(zip(ids, outputs))
         pairs = gather_object(local) if acc.num_processes > 1 else local
         pairs.sort(key=lambda p: p[0])
         assert [p[0] for p in pairs] == list(range(len(dataset))), "every example must be predicted exactly once"
-        return np.stack([p[1] for p in pairs])
+        return stack_padded([p[1] for p in pairs])
 
     def evaluate(self, model: torch.nn.Module | None = None, prefix: str = "eval_") -> dict[str, float]:
         """`<prefix><metric><suffix>` for every eval set (MNLI: matched "" and mismatched "_mm"), of the
@@ -420,12 +423,15 @@ class DistillationTrainer:
         if model is None and self.model_transform is not None:
             model = self._model_to_save()  # export once for every eval set
         for suffix, dataset in self.eval_datasets.items():
-            logits = self.predict(dataset, model)
-            labels = np.asarray(dataset.columns["labels"])
-            loss = self.objective.eval_loss_sum(torch.from_numpy(logits), torch.from_numpy(labels)).item()
-            values = {"loss": loss / len(labels), **self.compute_metrics(logits, labels)}
+            predictions = self.predict(dataset, model)
+            values = {}
+            if "labels" in dataset.columns:
+                labels = np.asarray(dataset.columns["labels"])
+                loss = self.objective.eval_loss_sum(torch.from_numpy(predictions), torch.from_numpy(labels)).item()
+                values["loss"] = loss / len(labels)
+            values.update(self.compute_metrics(predictions, dataset))
             metrics.update({f"{prefix}{k}{suffix}": v for k, v in values.items()})
-            metrics[f"{prefix}samples{suffix}"] = len(labels)
+            metrics[f"{prefix}samples{suffix}"] = len(dataset)
         return metrics
 
     def save_model(self, output_dir: str | None = None) -> None:
@@ -455,6 +461,18 @@ class DistillationTrainer:
             with open(all_path, encoding="utf-8") as f:
                 merged = json.load(f)
         atomic_write_json(all_path, merged | metrics)
+
+
+def stack_padded(arrays: list[np.ndarray], fill: float = -1e4) -> np.ndarray:
+    """(N, ...) from per-example arrays whose shapes may differ (per-token outputs of differently
+    padded batches): each is padded at the end of every axis to the largest size, with `fill`."""
+    shape = tuple(max(sizes) for sizes in zip(*(a.shape for a in arrays)))
+    if all(a.shape == shape for a in arrays):
+        return np.stack(arrays)
+    out = np.full((len(arrays), *shape), fill, dtype=arrays[0].dtype)
+    for i, a in enumerate(arrays):
+        out[(i, *(slice(0, n) for n in a.shape))] = a
+    return out
 
 
 def weighted_term_logs(weights: dict[str, float], sums: dict[str, float], counts: dict[str, float],

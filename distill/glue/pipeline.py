@@ -80,9 +80,9 @@ def tokenize(examples: Examples, tokenizer, max_seq_length: int, label_order: La
 
 
 def make_compute_metrics(task: GlueTask, label_order: LabelOrder):
-    def compute_metrics(logits: np.ndarray, labels_student_ids: np.ndarray) -> dict:
+    def compute_metrics(logits: np.ndarray, dataset: TokenizedDataset) -> dict:
         logits = label_order.canonical_logits(logits)
-        labels = label_order.canonical_labels(labels_student_ids)
+        labels = label_order.canonical_labels(np.asarray(dataset.columns["labels"]))
         return glue_metrics(task, predictions_from_logits(task, logits), labels)
     return compute_metrics
 
