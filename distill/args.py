@@ -180,6 +180,14 @@ class DistillationArguments:
             raise UsageError(f"--temperature must be > 0, got {self.temperature}")
 
 
+@dataclass
+class ScriptCompatArguments:
+    """Flags of the original scripts, kept so their commands run; checked, not obeyed blindly."""
+    model_type: str | None = field(default=None, metadata={"help": "Checked against the student's config."})
+    teacher_type: str | None = field(default=None, metadata={"help": "Checked against the teacher's config."})
+    do_lower_case: bool = field(default=False, metadata={"help": "Checked: the tokenizer must lower-case."})
+
+
 def changed_flags(args, names) -> list[str]:
     """The fields of dataclass `args` among `names` whose values differ from their defaults (flags the
     user set), in declaration order; for refusing a method's flags without the method."""

@@ -200,3 +200,28 @@ def check_max_length(model: PreTrainedModel, max_seq_length: int, which: str) ->
     if limit is not None and max_seq_length > limit:
         raise UsageError(f"--max_seq_length {max_seq_length} exceeds the {which}'s {limit} positions; "
                          f"pass --max_seq_length {limit} or less")
+
+
+def load_pretrained(auto_class, name_or_path: str, *, what: str = "model weights", cache_dir: str | None = None,
+                    trust_remote_code: bool = False, layer_ids: list[int] | None = None, **kwargs):
+    """`auto_class.from_pretrained` with our one-line error, optionally cut down to `layer_ids`
+    (for task heads other than sequence classification: question answering, masked/causal LM)."""
+    model = _load(what, auto_class.from_pretrained, name_or_path, "pass a local model dir or a Hub id (online)",
+                  cache_dir=cache_dir, trust_remote_code=trust_remote_code, **kwargs)
+    return keep_layers(model, layer_ids) if layer_ids is not None else model
+
+
+def check_model_type(model: PreTrainedModel, expected: str | None, flag: str) -> None:
+    """The original scripts' --model_type/--teacher_type: a check here (the architecture comes from the
+    checkpoint's config), so a command meant for another model fails instead of running on the wrong one."""
+    if expected and model.config.model_type != expected.lower():
+        raise UsageError(f"{flag} {expected} but the checkpoint is a {model.config.model_type!r} model; fix {flag} "
+                         "or the model path")
+
+
+def check_lower_case(tokenizer, do_lower_case: bool) -> None:
+    """--do_lower_case of the original scripts: the tokenizer must lower-case (it is part of the
+    tokenizer's own config now); an uncased model given cased text would see [UNK]s."""
+    if do_lower_case and tokenizer("ABC Def")["input_ids"] != tokenizer("abc def")["input_ids"]:
+        raise UsageError("--do_lower_case but the tokenizer is cased; use an uncased model (or its tokenizer via "
+                         "--tokenizer_name), or drop --do_lower_case")

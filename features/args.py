@@ -77,6 +77,5 @@ class TaskLossArguments:
 
 
 def feature_weights(args) -> dict[str, float]:
-    """{"corr", "hidden_mse", "hidden_cos"} -> weight, from resolved alpha_corr/alpha_mse/alpha_cos."""
-    get = args.resolved if hasattr(args, "resolved") else (lambda k: getattr(args, k))
-    return {"corr": get("alpha_corr"), "hidden_mse": get("alpha_mse"), "hidden_cos": get("alpha_cos")}
+    """{"corr", "hidden_mse", "hidden_cos"} -> weight, from alpha_corr/alpha_mse/alpha_cos."""
+    return {"corr": args.alpha_corr, "hidden_mse": args.alpha_mse, "hidden_cos": args.alpha_cos}
