@@ -204,7 +204,8 @@ def _refuse_unbuilt_flags(names: list[str]) -> None:
         key = name.lstrip("-").split("=")[0]
         if key in NOT_YET_IMPLEMENTED:
             raise UsageError(f"--{key} belongs to {NOT_YET_IMPLEMENTED[key]}, which this version does not "
-                             "implement yet; drop the flag (fine-tuning, KD, ProKT, LGTM, OPDF and feature losses are available)")
+                             "implement yet; drop the flag (fine-tuning, KD, ProKT, LGTM, OPDF and feature losses "
+                             "are available)")
 
 
 def _aliases(dataclass_types) -> dict[str, str]:

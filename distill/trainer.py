@@ -416,13 +416,15 @@ class DistillationTrainer:
         assert [p[0] for p in pairs] == list(range(len(dataset))), "every example must be predicted exactly once"
         return stack_padded([p[1] for p in pairs])
 
-    def evaluate(self, model: torch.nn.Module | None = None, prefix: str = "eval_") -> dict[str, float]:
-        """`<prefix><metric><suffix>` for every eval set (MNLI: matched "" and mismatched "_mm"), of the
-        student or of `model` (a teacher that learns, with prefix "teacher_eval_")."""
+    def evaluate(self, model: torch.nn.Module | None = None, prefix: str = "eval_",
+                 datasets: dict[str, TokenizedDataset] | None = None) -> dict[str, float]:
+        """`<prefix><metric><suffix>` for every eval set (MNLI: matched "" and mismatched "_mm"), or for
+        `datasets` (e.g. a labelled test set, prefix "test_"), of the student or of `model` (a teacher
+        that learns, with prefix "teacher_eval_")."""
         metrics = {}
         if model is None and self.model_transform is not None:
             model = self._model_to_save()  # export once for every eval set
-        for suffix, dataset in self.eval_datasets.items():
+        for suffix, dataset in (self.eval_datasets if datasets is None else datasets).items():
             predictions = self.predict(dataset, model)
             values = {}
             if "labels" in dataset.columns:
