@@ -21,6 +21,7 @@ import sys
 from distill.args import DataArguments, DistillationArguments, ModelArguments, TrainingArguments, parse_command_line
 from distill.batching import PaddingCollator
 from distill.checkpoint import resolve_resume
+from distill.entry import cli_main, train_and_evaluate
 from distill.errors import UsageError
 from distill.glue.pipeline import LabelOrder, load_data, make_compute_metrics, tokenize, write_test_predictions
 from distill.modeling import (
@@ -32,7 +33,7 @@ from distill.modeling import (
 )
 from distill.objective import SequenceClassificationObjective
 from distill.teacher import FrozenTeacher
-from distill.trainer import DistillationTrainer, make_accelerator, seed_everything, setup_logging
+from distill.trainer import DistillationTrainer, make_accelerator, seed_everything
 from features.args import GlueFeatureArguments
 from features.build import add_feature_terms, glue_loss_weights
 from lgtm.args import TeacherLearningArguments
@@ -126,22 +127,13 @@ def run(argv: list[str] | None = None) -> dict:
         compute_metrics=make_compute_metrics(task, label_order), main_metric=task.main_metric, tokenizer=tokenizer,
         model_transform=transform, param_loss=align_loss, group_by_length=data_args.group_by_length)
 
-    results = {}
-    if train_args.do_train:
-        train_metrics = trainer.train(resume_from)
-        trainer.save_model()
-        trainer.save_metrics("train", train_metrics)
-        results.update(train_metrics)
-    if train_args.do_eval:
-        eval_metrics = trainer.evaluate()
-        trainer.save_metrics("eval", eval_metrics)
-        results.update(eval_metrics)
-        logger.info("dev results: %s", {k: round(v, 4) for k, v in eval_metrics.items()})
-        if teacher is not None and teacher.learns and train_args.do_train:  # the best teacher, saved in teacher/
-            teacher_metrics = trainer.evaluate(teacher.model, prefix="teacher_eval_")
-            trainer.save_metrics("teacher_eval", teacher_metrics)
-            results.update(teacher_metrics)
-            logger.info("teacher dev results: %s", {k: round(v, 4) for k, v in teacher_metrics.items()})
+    results = train_and_evaluate(trainer, resume_from)
+    if train_args.do_eval and teacher is not None and teacher.learns and train_args.do_train:
+        # the best teacher, saved in teacher/
+        teacher_metrics = trainer.evaluate(teacher.model, prefix="teacher_eval_")
+        trainer.save_metrics("teacher_eval", teacher_metrics)
+        results.update(teacher_metrics)
+        logger.info("teacher dev results: %s", {k: round(v, 4) for k, v in teacher_metrics.items()})
     if train_args.do_predict:
         test_datasets = {k: encode(v) for k, v in data.test_sets.items()}
         written = write_test_predictions(trainer, task, data.test_sets, test_datasets, label_order,
@@ -151,13 +143,7 @@ def run(argv: list[str] | None = None) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    setup_logging()
-    try:
-        run(argv)
-    except UsageError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    return cli_main(run, argv)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ import numpy as np
 from distill.args import ModelArguments, ScriptCompatArguments, TrainingArguments, parse_command_line
 from distill.batching import PaddingCollator
 from distill.checkpoint import resolve_resume
+from distill.entry import cli_main, train_and_evaluate
 from distill.errors import UsageError
 from distill.modeling import (
     check_lower_case,
@@ -33,7 +34,7 @@ from distill.modeling import (
 )
 from distill.objective import SequenceClassificationObjective
 from distill.teacher import FrozenTeacher
-from distill.trainer import DistillationTrainer, make_accelerator, seed_everything, setup_logging
+from distill.trainer import DistillationTrainer, make_accelerator, seed_everything
 from features.args import feature_weights
 from features.build import add_feature_terms
 from imdb.args import ImdbDataArguments, ImdbLossArguments
@@ -101,17 +102,7 @@ def run(argv: list[str] | None = None) -> dict:
         compute_metrics=accuracy, main_metric="accuracy", tokenizer=tokenizer, model_transform=transform,
         group_by_length=data_args.group_by_length)
 
-    results = {}
-    if train_args.do_train:
-        train_metrics = trainer.train(resume_from)
-        trainer.save_model()
-        trainer.save_metrics("train", train_metrics)
-        results.update(train_metrics)
-    if train_args.do_eval:
-        eval_metrics = trainer.evaluate()
-        trainer.save_metrics("eval", eval_metrics)
-        results.update(eval_metrics)
-        logger.info("dev results: %s", {k: round(v, 4) for k, v in eval_metrics.items()})
+    results = train_and_evaluate(trainer, resume_from)
     if train_args.do_predict:  # the best (dev-selected) model on the held-out test set, once
         test_metrics = trainer.evaluate(prefix="test_", datasets={"": encode(test)})
         trainer.save_metrics("test", test_metrics)
@@ -121,13 +112,7 @@ def run(argv: list[str] | None = None) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    setup_logging()
-    try:
-        run(argv)
-    except UsageError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    return cli_main(run, argv)
 
 
 if __name__ == "__main__":

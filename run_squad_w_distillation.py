@@ -23,6 +23,7 @@ from transformers import AutoModelForQuestionAnswering
 from distill.args import ModelArguments, ScriptCompatArguments, TrainingArguments, parse_command_line
 from distill.batching import PaddingCollator
 from distill.checkpoint import resolve_resume
+from distill.entry import cli_main, train_and_evaluate
 from distill.errors import UsageError
 from distill.io_utils import atomic_write_json
 from distill.modeling import (
@@ -34,7 +35,7 @@ from distill.modeling import (
     load_tokenizer,
 )
 from distill.teacher import FrozenTeacher
-from distill.trainer import DistillationTrainer, make_accelerator, seed_everything, setup_logging
+from distill.trainer import DistillationTrainer, make_accelerator, seed_everything
 from features.args import feature_weights
 from features.build import add_feature_terms
 from squad.args import SquadDataArguments, SquadLossArguments
@@ -111,30 +112,14 @@ def run(argv: list[str] | None = None) -> dict:
         compute_metrics=evaluator, main_metric="f1", tokenizer=tokenizer, model_transform=transform,
         group_by_length=data_args.group_by_length)
 
-    results = {}
-    if train_args.do_train:
-        train_metrics = trainer.train(resume_from)
-        trainer.save_model()
-        trainer.save_metrics("train", train_metrics)
-        results.update(train_metrics)
-    if train_args.do_eval:
-        eval_metrics = trainer.evaluate()
-        trainer.save_metrics("eval", eval_metrics)
-        if accelerator.is_main_process:
-            atomic_write_json(os.path.join(train_args.output_dir, "predictions.json"), evaluator.predictions)
-        results.update(eval_metrics)
-        logger.info("dev results: %s", {k: round(v, 4) for k, v in eval_metrics.items()})
+    results = train_and_evaluate(trainer, resume_from)
+    if train_args.do_eval and accelerator.is_main_process:  # the answers of the final evaluation
+        atomic_write_json(os.path.join(train_args.output_dir, "predictions.json"), evaluator.predictions)
     return results
 
 
 def main(argv: list[str] | None = None) -> int:
-    setup_logging()
-    try:
-        run(argv)
-    except UsageError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    return cli_main(run, argv)
 
 
 if __name__ == "__main__":

@@ -110,7 +110,7 @@ def tokenize_reviews(reviews: Reviews, tokenizer, max_seq_length: int, truncatio
         raise UsageError(f"--max_seq_length {max_seq_length} leaves no room for text; raise it")
     head = min(head_tokens, budget)
     texts = [t.replace("<br />", " ") for t in reviews.texts]
-    ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
+    ids = tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]  # long reviews are cut below
     input_ids = []
     for seq in ids:
         if len(seq) > budget:

@@ -77,3 +77,11 @@ def crash_at_step(monkeypatch, main, argv, step):
     with pytest.raises(KeyboardInterrupt):
         main([str(a) for a in argv])
     monkeypatch.setattr(DistillationTrainer, "optimizer_step", real_step)
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on now (a fixed port fails when an earlier run still holds it)."""
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

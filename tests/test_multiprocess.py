@@ -10,14 +10,14 @@ import sys
 
 import pytest
 import torch
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, free_port
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 
 def test_two_processes_train_evaluate_and_predict_in_order(toy, tmp_path):
     out = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
            os.path.join(REPO_ROOT, "run_glue.py"), "--model_name_or_path", toy["student"], "--teacher_model",
            toy["teacher"], "--task_name", "sst2", "--data_dir", toy["task"], "--do_train", "--do_eval",
            "--do_predict", "--max_steps", "4", "--eval_steps", "2", "--per_device_train_batch_size", "8",
@@ -58,7 +58,7 @@ def test_two_processes_give_the_one_process_lgtm_updates(toy, tmp_path, extra):
               "--train_teacher", "--use_lgtm", "--learning_rate", "1e-3", "--t_learning_rate", "1e-3",
               "--alpha_kd", "0.5", "--disable_tqdm", "--report_to", "none", "--max_seq_length", "48", *extra]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    two = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29519",
+    two = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
            os.path.join(REPO_ROOT, "run_glue.py"), *common, "--per_device_train_batch_size", "8",
            "--output_dir", str(tmp_path / "two")]
     one = [sys.executable, os.path.join(REPO_ROOT, "run_glue.py"), *common, "--per_device_train_batch_size", "16",

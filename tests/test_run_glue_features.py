@@ -188,3 +188,14 @@ def test_feature_flag_misuse_is_refused_in_one_line(toy, tmp_path, capsys):
     no_teacher = [a for a in base if a not in ("--teacher_model", toy["teacher"])]
     assert "teacher" in _error(capsys, [*no_teacher, "--alpha_mse", "0.1"])
     assert not (tmp_path / "x").exists() or not any((tmp_path / "x").iterdir())
+
+
+def test_projection_composes_with_opdf(toy, tmp_path):
+    narrow = _narrow_student(toy, tmp_path)
+    out = tmp_path / "proj_opdf"
+    assert run_glue.main([str(a) for a in _base(toy, out)] + [
+        "--model_name_or_path", narrow, "--num_train_epochs", "1", "--alpha_corr", "0.5", "--feature_projection",
+        "linear", "--use_opdf", "--opdf_align_weight", "0"]) == 0
+    saved = load_file(out / "model.safetensors")  # dense, without the projection or MPO cores
+    assert not any("projection" in k or "cores" in k for k in saved)
+    assert saved["bert.encoder.layer.0.attention.self.query.weight"].shape == (16, 16)
