@@ -20,8 +20,7 @@ import sys
 
 from distill.args import DataArguments, DistillationArguments, ModelArguments, TrainingArguments, parse_command_line
 from distill.batching import PaddingCollator
-from distill.checkpoint import resolve_resume
-from distill.entry import cli_main, train_and_evaluate
+from distill.entry import cli_main, start_run, train_and_evaluate
 from distill.errors import UsageError
 from distill.glue.pipeline import LabelOrder, load_data, make_compute_metrics, tokenize, write_test_predictions
 from distill.modeling import (
@@ -33,7 +32,7 @@ from distill.modeling import (
 )
 from distill.objective import SequenceClassificationObjective
 from distill.teacher import FrozenTeacher
-from distill.trainer import DistillationTrainer, make_accelerator, seed_everything
+from distill.trainer import DistillationTrainer
 from features.args import GlueFeatureArguments
 from features.build import add_feature_terms, glue_loss_weights
 from lgtm.args import TeacherLearningArguments
@@ -57,10 +56,7 @@ def run(argv: list[str] | None = None) -> dict:
         raise UsageError("--use_lgtm with feature losses is not supported: LGTM's teacher learns from its influence "
                          "through its logits only; drop --alpha_corr/--alpha_mse/--alpha_cos or --use_lgtm")
     layer_ids = model_args.layer_ids()
-    resume_from = resolve_resume(train_args.output_dir, train_args.do_train, train_args.overwrite_output_dir,
-                                 train_args.resume_from_checkpoint)
-    accelerator = make_accelerator(train_args)
-    seed_everything(train_args.seed)
+    resume_from, accelerator = start_run(train_args)
 
     # ---- data
     data, task = load_data(data_args, model_args.cache_dir)

@@ -21,8 +21,7 @@ import numpy as np
 
 from distill.args import ModelArguments, ScriptCompatArguments, TrainingArguments, parse_command_line
 from distill.batching import PaddingCollator
-from distill.checkpoint import resolve_resume
-from distill.entry import cli_main, train_and_evaluate
+from distill.entry import cli_main, start_run, train_and_evaluate
 from distill.errors import UsageError
 from distill.modeling import (
     check_lower_case,
@@ -34,8 +33,7 @@ from distill.modeling import (
 )
 from distill.objective import SequenceClassificationObjective
 from distill.teacher import FrozenTeacher
-from distill.trainer import DistillationTrainer, make_accelerator, seed_everything
-from features.args import feature_weights
+from distill.trainer import DistillationTrainer
 from features.build import add_feature_terms
 from imdb.args import ImdbDataArguments, ImdbLossArguments
 from imdb.data import LABELS, load_imdb_hub, read_imdb_csv, split_dev, tokenize_reviews
@@ -51,12 +49,8 @@ def run(argv: list[str] | None = None) -> dict:
     model_args, data_args, train_args, loss_args, compat = parse_command_line(
         (ModelArguments, ImdbDataArguments, TrainingArguments, ImdbLossArguments, ScriptCompatArguments), argv)
     train_args.validate()
-    weights = feature_weights(loss_args)
-    loss_args.validate_options(weights)
-    resume_from = resolve_resume(train_args.output_dir, train_args.do_train, train_args.overwrite_output_dir,
-                                 train_args.resume_from_checkpoint)
-    accelerator = make_accelerator(train_args)
-    seed_everything(train_args.seed)
+    weights = loss_args.feature_weights()
+    resume_from, accelerator = start_run(train_args)
 
     # ---- data: dev carved from TRAIN; test only for the final report
     splits = read_imdb_csv(data_args.data_file) if data_args.data_file else load_imdb_hub(model_args.cache_dir)

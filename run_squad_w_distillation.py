@@ -22,8 +22,7 @@ from transformers import AutoModelForQuestionAnswering
 
 from distill.args import ModelArguments, ScriptCompatArguments, TrainingArguments, parse_command_line
 from distill.batching import PaddingCollator
-from distill.checkpoint import resolve_resume
-from distill.entry import cli_main, train_and_evaluate
+from distill.entry import cli_main, start_run, train_and_evaluate
 from distill.errors import UsageError
 from distill.io_utils import atomic_write_json
 from distill.modeling import (
@@ -35,8 +34,7 @@ from distill.modeling import (
     load_tokenizer,
 )
 from distill.teacher import FrozenTeacher
-from distill.trainer import DistillationTrainer, make_accelerator, seed_everything
-from features.args import feature_weights
+from distill.trainer import DistillationTrainer
 from features.build import add_feature_terms
 from squad.args import SquadDataArguments, SquadLossArguments
 from squad.data import load_squad_hub, read_squad_json
@@ -59,12 +57,8 @@ def run(argv: list[str] | None = None) -> dict:
     data_args.validate()
     if train_args.do_predict:
         raise UsageError("--do_predict: SQuAD answers are written by --do_eval (predictions.json for --predict_file)")
-    weights = feature_weights(loss_args)
-    loss_args.validate_options(weights)
-    resume_from = resolve_resume(train_args.output_dir, train_args.do_train, train_args.overwrite_output_dir,
-                                 train_args.resume_from_checkpoint)
-    accelerator = make_accelerator(train_args)
-    seed_everything(train_args.seed)
+    weights = loss_args.feature_weights()
+    resume_from, accelerator = start_run(train_args)
 
     # ---- models
     tokenizer = load_tokenizer(model_args.tokenizer_name or model_args.model_name_or_path, model_args.cache_dir,

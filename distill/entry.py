@@ -5,10 +5,21 @@ import logging
 import sys
 from collections.abc import Callable
 
+from distill.checkpoint import resolve_resume
 from distill.errors import UsageError
-from distill.trainer import setup_logging
+from distill.trainer import make_accelerator, seed_everything, setup_logging
 
 logger = logging.getLogger(__name__)
+
+
+def start_run(train_args) -> tuple[str | None, object]:
+    """(checkpoint to resume from or None, accelerator), with every RNG seeded: what each script does
+    once its flags are validated (the output-dir rule refuses a non-empty dir before any work)."""
+    resume_from = resolve_resume(train_args.output_dir, train_args.do_train, train_args.overwrite_output_dir,
+                                 train_args.resume_from_checkpoint)
+    accelerator = make_accelerator(train_args)
+    seed_everything(train_args.seed)
+    return resume_from, accelerator
 
 
 def train_and_evaluate(trainer, resume_from: str | None) -> dict:

@@ -19,8 +19,6 @@ from distill.errors import UsageError
 logger = logging.getLogger(__name__)
 
 PROBE_TEXT = "The quick brown fox jumps over the lazy dog; distillation costs 42.5%, naïvely."
-# batch keys that are never model inputs (targets are read by the objectives, not by the models' own loss)
-NON_MODEL_KEYS = ("labels", "example_id")
 _GENERIC_LABEL = re.compile(r"^LABEL_\d+$")
 
 
@@ -140,7 +138,7 @@ def forward_input_names(model: nn.Module) -> set[str]:
 
 def model_inputs(batch: dict[str, torch.Tensor], accepted: set[str]) -> dict[str, torch.Tensor]:
     """The model's own inputs from a batch that carries every model's inputs plus labels/ids."""
-    return {k: v for k, v in batch.items() if k in accepted and k not in NON_MODEL_KEYS}
+    return {k: v for k, v in batch.items() if k in accepted and k not in ("labels", "example_id")}
 
 
 def check_same_vocabulary(student_tokenizer, teacher_tokenizer, teacher_path: str) -> None:

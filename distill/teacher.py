@@ -37,16 +37,18 @@ class Teacher:
 
     def outputs(self, batch: dict[str, torch.Tensor], **forward_kwargs):
         """The teacher's outputs as constants: eval mode, no graph (also for a teacher that learns:
-        the student's targets carry no dropout noise). `forward_kwargs`: e.g. output_hidden_states."""
+        the student's targets carry no dropout noise). `forward_kwargs`: e.g. output_hidden_states=True,
+        which returns `hidden_states` = (last layer,)."""
         was_training = self.model.training
         self.model.eval()
         with torch.inference_mode(), self.accelerator.autocast():
             out = self.model(**model_inputs(batch, self.input_names), **forward_kwargs)
         self.model.train(was_training)
         # Inference tensors cannot be saved for backward; clones made outside inference mode are
-        # ordinary constant tensors the student's loss can use.
+        # ordinary constant tensors the student's loss can use. Of the hidden states only the last
+        # layer is kept (what the feature losses read): no copy of every layer per step.
         for key, value in out.items():
-            out[key] = tuple(v.clone() for v in value) if isinstance(value, tuple) else value.clone()
+            out[key] = (value[-1].clone(),) if key == "hidden_states" else value.clone()
         return out
 
     def state_dict(self) -> dict:

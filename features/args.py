@@ -65,7 +65,7 @@ class GlueFeatureArguments(FeatureOptions):
 
 
 @dataclass
-class TaskLossArguments:
+class TaskLossArguments(FeatureOptions):
     """run_squad_w_distillation.py / run_imdb_w_distillation.py: Hugging Face's distillation-script
     defaults (alpha_ce 0.5, task 0.5, temperature 2.0); feature losses off unless asked for."""
     alpha_ce: float = field(default=0.5, metadata={"help": "Weight of the KD term τ²·KL(p_t^τ‖p_s^τ) "
@@ -75,7 +75,8 @@ class TaskLossArguments:
     alpha_cos: float = field(default=0.0, metadata={"help": "Weight of the last-hidden-state cosine loss."})
     temperature: float = field(default=2.0, metadata={"help": "Softmax temperature of the KD term (τ² scaled)."})
 
-
-def feature_weights(args) -> dict[str, float]:
-    """{"corr", "hidden_mse", "hidden_cos"} -> weight, from alpha_corr/alpha_mse/alpha_cos."""
-    return {"corr": args.alpha_corr, "hidden_mse": args.alpha_mse, "hidden_cos": args.alpha_cos}
+    def feature_weights(self) -> dict[str, float]:
+        """{"corr", "hidden_mse", "hidden_cos"} -> weight, after checking them with the feature options."""
+        weights = {"corr": self.alpha_corr, "hidden_mse": self.alpha_mse, "hidden_cos": self.alpha_cos}
+        self.validate_options(weights)
+        return weights

@@ -21,7 +21,6 @@ class ProjectedStudent(nn.Module):
         super().__init__()
         self.model = model
         self.projection = nn.Linear(student_dim, teacher_dim)
-        self.config = model.config
         self.accepted_inputs = forward_input_names(model)  # the student's own inputs, not **kwargs
 
     def forward(self, **inputs):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from features.args import FeatureOptions, TaskLossArguments
+from features.args import TaskLossArguments
 
 
 @dataclass
@@ -26,6 +26,6 @@ class ImdbDataArguments:
 
 
 @dataclass
-class ImdbLossArguments(TaskLossArguments, FeatureOptions):
+class ImdbLossArguments(TaskLossArguments):
     alpha_imdb: float = field(default=0.5, metadata={"help": "Weight of the cross-entropy with the gold label "
                                                              "(1.0 when there is no teacher)."})

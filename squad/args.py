@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from distill.errors import UsageError
-from features.args import FeatureOptions, TaskLossArguments
+from features.args import TaskLossArguments
 
 
 @dataclass
@@ -32,7 +32,7 @@ class SquadDataArguments:
 
 
 @dataclass
-class SquadLossArguments(TaskLossArguments, FeatureOptions):
+class SquadLossArguments(TaskLossArguments):
     alpha_squad: float = field(default=0.5, metadata={"help": "Weight of the span cross-entropy with the gold "
                                                               "answer (1.0 when there is no teacher)."})
 
