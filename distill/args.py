@@ -51,17 +51,20 @@ class ModelArguments:
             if self.num_layers < 1:
                 raise UsageError(f"--num_layers must be >= 1, got {self.num_layers}")
             return list(range(self.num_layers))
-        if self.student_layers is not None:
-            try:
-                ids = [int(x) for x in self.student_layers.split(",") if x.strip()]
-            except ValueError:
-                raise UsageError(f"--student_layers {self.student_layers!r}: expected comma-separated "
-                                 "integers such as 0,2,4") from None
-            if not ids or len(set(ids)) != len(ids) or min(ids) < 0:
-                raise UsageError(f"--student_layers {self.student_layers!r}: need distinct non-negative "
-                                 "layer ids such as 0,2,4")
-            return ids
+        return parse_layer_ids(self.student_layers)
+
+
+def parse_layer_ids(spec: str | None) -> list[int] | None:
+    """--student_layers "0,2,4" -> [0, 2, 4] (None stays None)."""
+    if spec is None:
         return None
+    try:
+        ids = [int(x) for x in spec.split(",") if x.strip()]
+    except ValueError:
+        raise UsageError(f"--student_layers {spec!r}: expected comma-separated integers such as 0,2,4") from None
+    if not ids or len(set(ids)) != len(ids) or min(ids) < 0:
+        raise UsageError(f"--student_layers {spec!r}: need distinct non-negative layer ids such as 0,2,4")
+    return ids
 
 
 @dataclass

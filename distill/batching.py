@@ -33,9 +33,14 @@ class TokenizedDataset(Dataset):
 
 
 class PaddingCollator:
-    """Pads each batch to its longest sequence, or to `pad_to` (the papers' fixed length)."""
+    """Pads each batch to its longest sequence, or to `pad_to` (the papers' fixed length).
 
-    PAD_VALUES = {"input_ids": None, "attention_mask": 0, "token_type_ids": 0, "special_tokens_mask": 1}
+    Per-token columns (lists) are padded; per-example ones (a class label, example_id) are stacked.
+    Per-token `labels` (language modelling) pad with -100, the ignored label.
+    """
+
+    PAD_VALUES = {"input_ids": None, "attention_mask": 0, "token_type_ids": 0, "special_tokens_mask": 1,
+                  "labels": -100}
 
     def __init__(self, pad_token_id: int, pad_to: int | None = None):
         self.pad_token_id = pad_token_id
@@ -46,7 +51,7 @@ class PaddingCollator:
         batch = {}
         for key in items[0]:
             values = [it[key] for it in items]
-            if key in self.PAD_VALUES:
+            if key in self.PAD_VALUES and isinstance(values[0], (list, tuple, np.ndarray)):
                 pad = self.pad_token_id if key == "input_ids" else self.PAD_VALUES[key]
                 batch[key] = torch.tensor([list(v) + [pad] * (width - len(v)) for v in values])  # (B, T)
             else:

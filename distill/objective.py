@@ -8,6 +8,7 @@ differ in size (the last one of an epoch, or token-level losses with varying num
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from losses import get_loss
@@ -38,8 +39,16 @@ class Objective:
         """Summed task loss on gold labels, for `eval_loss` (`logits`: what `predictions` returned)."""
         raise NotImplementedError
 
-    def predictions(self, outputs) -> torch.Tensor:
-        """What evaluation keeps of a model's outputs, (B, ...): the logits."""
+    def eval_loss(self, predictions: np.ndarray, dataset) -> float | None:
+        """`eval_loss` of a dev set from its predictions: the mean task loss per example (None when the
+        set has no labels). Objectives whose loss is not per example (LM: per token) override this."""
+        if "labels" not in dataset.columns:
+            return None
+        labels = torch.from_numpy(np.asarray(dataset.columns["labels"]))
+        return self.eval_loss_sum(torch.from_numpy(predictions), labels).item() / len(labels)
+
+    def predictions(self, outputs, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """What evaluation keeps of a model's outputs on `batch`, (B, ...): the logits."""
         return outputs.logits
 
 

@@ -47,8 +47,13 @@ class Teacher:
         # Inference tensors cannot be saved for backward; clones made outside inference mode are
         # ordinary constant tensors the student's loss can use. Of the hidden states only the last
         # layer is kept (what the feature losses read): no copy of every layer per step.
-        for key, value in out.items():
-            out[key] = (value[-1].clone(),) if key == "hidden_states" else value.clone()
+        for key, value in list(out.items()):
+            if key == "hidden_states":
+                out[key] = (value[-1].clone(),)
+            elif isinstance(value, torch.Tensor):
+                out[key] = value.clone()
+            else:  # e.g. a KV cache: nothing a loss reads
+                del out[key]
         return out
 
     def state_dict(self) -> dict:

@@ -115,3 +115,32 @@ def toy_squad(n_articles: int = 6, paragraphs: int = 3, clauses: int = 4, seed: 
             paras.append({"context": context, "qas": qas})
         data.append({"title": f"article {a}", "paragraphs": paras})
     return {"version": "1.1", "data": data}
+
+
+def build_bpe_tokenizer(out_dir: str, texts: list[str], vocab_size: int = 512):
+    """A byte-level BPE tokenizer (GPT-2 style, with <|endoftext|> as BOS/EOS/pad) trained on `texts`,
+    saved to out_dir: what causal-LM runs use where no pretrained tokenizer can be downloaded."""
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import PreTrainedTokenizerFast
+    eos = "<|endoftext|>"
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(texts, vocab_size=vocab_size, min_frequency=2, special_tokens=[eos])
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe._tokenizer, bos_token=eos, eos_token=eos,
+                                        pad_token=eos, unk_token=eos)
+    os.makedirs(out_dir, exist_ok=True)
+    tokenizer.save_pretrained(out_dir)
+    return tokenizer
+
+
+def build_gpt2(out_dir: str, tokenizer, *, layers: int, hidden: int, heads: int, max_positions: int = 128,
+               seed: int = 0) -> str:
+    """A randomly initialised GPT-2 LM (plus the tokenizer) saved as a HF model dir."""
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+    torch.manual_seed(seed)
+    config = GPT2Config(vocab_size=len(tokenizer), n_embd=hidden, n_layer=layers, n_head=heads,
+                        n_positions=max_positions, bos_token_id=tokenizer.eos_token_id,
+                        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    GPT2LMHeadModel(config).save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    return out_dir

@@ -406,7 +406,7 @@ class DistillationTrainer:
                                 acc.process_index):
             batch = self._to_device(self.collator([dataset[i] for i in idx]))
             with acc.autocast():
-                logits = self.objective.predictions(model(**model_inputs(batch, input_names)))
+                logits = self.objective.predictions(model(**model_inputs(batch, input_names)), batch)
             outputs.extend(logits.float().cpu().numpy())
             ids.extend(idx)
         model.train(was_training)
@@ -427,10 +427,9 @@ class DistillationTrainer:
         for suffix, dataset in (self.eval_datasets if datasets is None else datasets).items():
             predictions = self.predict(dataset, model)
             values = {}
-            if "labels" in dataset.columns:
-                labels = np.asarray(dataset.columns["labels"])
-                loss = self.objective.eval_loss_sum(torch.from_numpy(predictions), torch.from_numpy(labels)).item()
-                values["loss"] = loss / len(labels)
+            loss = self.objective.eval_loss(predictions, dataset)
+            if loss is not None:
+                values["loss"] = loss
             values.update(self.compute_metrics(predictions, dataset))
             metrics.update({f"{prefix}{k}{suffix}": v for k, v in values.items()})
             metrics[f"{prefix}samples{suffix}"] = len(dataset)
@@ -451,6 +450,14 @@ class DistillationTrainer:
             os.rmdir(tmp)
             self.state.save(os.path.join(output_dir, "trainer_state.json"))
             shutil.rmtree(os.path.join(output_dir, BEST_DIR), ignore_errors=True)
+
+    def log_once(self, metrics: dict, step: int = 0) -> None:
+        """Metrics measured once outside training (a fixed teacher's perplexity): to TensorBoard."""
+        if self.accelerator.is_main_process and self.args.report_to == "tensorboard":
+            from torch.utils.tensorboard import SummaryWriter
+            with SummaryWriter(self.args.logging_dir or os.path.join(self.args.output_dir, "runs")) as writer:
+                for key, value in metrics.items():
+                    writer.add_scalar(key, value, step)
 
     def save_metrics(self, split: str, metrics: dict) -> None:
         """`<split>_results.json`, merged into `all_results.json` (HF layout)."""

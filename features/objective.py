@@ -72,5 +72,8 @@ class WithFeatureTerms(Objective):
     def eval_loss_sum(self, predictions, labels):
         return self.task.eval_loss_sum(predictions, labels)
 
-    def predictions(self, outputs):
-        return self.task.predictions(outputs)
+    def eval_loss(self, predictions, dataset):
+        return self.task.eval_loss(predictions, dataset)
+
+    def predictions(self, outputs, batch):
+        return self.task.predictions(outputs, batch)

@@ -45,7 +45,7 @@ class QuestionAnsweringObjective(Objective):
             sums["kd"] = 0.5 * (kd(s_start, t_start, self.temperature) + kd(s_end, t_end, self.temperature)).sum()
         return sums
 
-    def predictions(self, outputs):
+    def predictions(self, outputs, batch):
         return torch.stack([outputs.start_logits, outputs.end_logits], dim=-1)  # (B, T, 2)
 
     def eval_loss_sum(self, predictions, labels):

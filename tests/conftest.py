@@ -85,3 +85,30 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def assert_same_run(full_dir, resumed_dir, model_files=("model.safetensors",), result_files=("eval_results.json",),
+                    state_keys=("best_step",)):
+    """A resumed run ended exactly like the uninterrupted one: the same weights (to 1e-6), results and
+    log history (every logged loss and metric of every step)."""
+    import json
+
+    import torch
+    from safetensors.torch import load_file
+
+    def read_json(path):
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+
+    for name in model_files:
+        full, resumed = load_file(os.path.join(full_dir, name)), load_file(os.path.join(resumed_dir, name))
+        assert full.keys() == resumed.keys(), name
+        for key in full:
+            torch.testing.assert_close(resumed[key], full[key], rtol=0, atol=1e-6, msg=f"{name}:{key}")
+    for name in result_files:
+        assert read_json(os.path.join(resumed_dir, name)) == pytest.approx(read_json(os.path.join(full_dir, name)))
+    full_state = read_json(os.path.join(full_dir, "trainer_state.json"))
+    resumed_state = read_json(os.path.join(resumed_dir, "trainer_state.json"))
+    assert resumed_state["log_history"] == full_state["log_history"]
+    for key in state_keys:
+        assert resumed_state[key] == full_state[key], key

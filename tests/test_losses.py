@@ -45,8 +45,9 @@ def test_kd_gradient_is_tau_times_prob_difference(temperature):
 
 def test_kd_gradient_magnitude_independent_of_high_temperature():
     """At high τ the gradient tends to (s − t)/C for zero-mean logits, whatever τ (Hinton et al.)."""
-    s = torch.randn(4, 5, dtype=torch.float64)
-    t = torch.randn(4, 5, dtype=torch.float64)
+    g = torch.Generator().manual_seed(0)  # not the global RNG: other tests must not change the inputs
+    s = torch.randn(4, 5, dtype=torch.float64, generator=g)
+    t = torch.randn(4, 5, dtype=torch.float64, generator=g)
     s, t = s - s.mean(-1, keepdim=True), t - t.mean(-1, keepdim=True)
     grads = []
     for tau in (100.0, 400.0):
@@ -55,7 +56,8 @@ def test_kd_gradient_magnitude_independent_of_high_temperature():
         grads.append(x.grad.double())
     limit = (s - t) / s.shape[-1]
     # the deviation from the limit shrinks like 1/τ
-    assert torch.allclose(grads[0], limit, atol=4e-3) and torch.allclose(grads[1], limit, atol=1e-3)
+    deviations = [(g_ - limit).abs().max().item() for g_ in grads]
+    assert deviations[1] < deviations[0] / 3 and deviations[1] < 2e-3, deviations
 
 
 def test_kd_finite_differences_agree_with_autograd():

@@ -9,8 +9,7 @@ import os
 import numpy as np
 import pytest
 import torch
-from conftest import FIXTURES, crash_at_step
-from safetensors.torch import load_file
+from conftest import FIXTURES, assert_same_run, crash_at_step
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 import run_glue
@@ -109,17 +108,7 @@ def test_resume_after_a_crash_ends_exactly_like_an_uninterrupted_run(toy, tmp_pa
     assert sorted(os.listdir(tmp_path / "resumed")).count("checkpoint-6") == 1
     run_ok(*argv, "--output_dir", tmp_path / "resumed")  # picks up checkpoint-6 by itself
 
-    full = load_file(tmp_path / "full" / "model.safetensors")
-    resumed = load_file(tmp_path / "resumed" / "model.safetensors")
-    assert full.keys() == resumed.keys()
-    for key in full:
-        torch.testing.assert_close(resumed[key], full[key], rtol=0, atol=1e-6, msg=key)
-    assert read_json(tmp_path / "resumed" / "eval_results.json") == pytest.approx(
-        read_json(tmp_path / "full" / "eval_results.json"))
-    full_state = read_json(tmp_path / "full" / "trainer_state.json")
-    resumed_state = read_json(tmp_path / "resumed" / "trainer_state.json")
-    assert resumed_state["best_step"] == full_state["best_step"]
-    assert resumed_state["log_history"] == full_state["log_history"]
+    assert_same_run(tmp_path / "full", tmp_path / "resumed")
 
 
 def test_seed_commands_run_on_mnli_with_matched_mismatched_and_ax(toy, tmp_path):

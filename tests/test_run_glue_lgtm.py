@@ -8,7 +8,7 @@ import os
 import numpy as np
 import pytest
 import torch
-from conftest import FIXTURES, crash_at_step
+from conftest import FIXTURES, assert_same_run, crash_at_step
 from safetensors.torch import load_file
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -81,16 +81,8 @@ def test_lgtm_resume_after_a_crash_ends_exactly_like_an_uninterrupted_run(toy, t
     crash_at_step(monkeypatch, run_glue.main, [*argv, "--output_dir", tmp_path / "resumed"], step=5)
     assert (tmp_path / "resumed" / "checkpoint-3").is_dir() and not (tmp_path / "resumed" / "checkpoint-6").exists()
     run_ok(*argv, "--output_dir", tmp_path / "resumed")  # resumes from checkpoint-3
-    for name in ("model.safetensors", "teacher/model.safetensors"):
-        full, resumed = load_file(tmp_path / "full" / name), load_file(tmp_path / "resumed" / name)
-        for key in full:
-            torch.testing.assert_close(resumed[key], full[key], rtol=0, atol=1e-6, msg=f"{name}:{key}")
-    for name in ("eval_results.json", "teacher_eval_results.json"):
-        assert read_json(tmp_path / "resumed" / name) == pytest.approx(read_json(tmp_path / "full" / name))
-    full_state = read_json(tmp_path / "full" / "trainer_state.json")
-    resumed_state = read_json(tmp_path / "resumed" / "trainer_state.json")
-    assert resumed_state["log_history"] == full_state["log_history"]
-    assert resumed_state["teacher_best_step"] == full_state["teacher_best_step"]
+    assert_same_run(tmp_path / "full", tmp_path / "resumed", ("model.safetensors", "teacher/model.safetensors"),
+                    ("eval_results.json", "teacher_eval_results.json"), ("teacher_best_step",))
 
 
 def test_quiz_examples_never_reach_a_student_update(toy, tmp_path, monkeypatch):

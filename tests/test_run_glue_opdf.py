@@ -7,7 +7,7 @@ import os
 
 import pytest
 import torch
-from conftest import crash_at_step
+from conftest import assert_same_run, crash_at_step
 from safetensors.torch import load_file
 from test_run_glue_lgtm import _dev_accuracy
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -88,12 +88,7 @@ def test_opdf_resume_after_a_crash_ends_exactly_like_an_uninterrupted_run(toy, t
     assert any(".cores." in k for k in training["student"])
     assert not any("cores" in k for k in load_file(tmp_path / "resumed" / "checkpoint-3" / "model.safetensors"))
     assert run_glue.main([str(a) for a in [*argv, "--output_dir", tmp_path / "resumed"]]) == 0
-    full, resumed = load_file(tmp_path / "full" / "model.safetensors"), load_file(tmp_path / "resumed" /
-                                                                                     "model.safetensors")
-    for key in full:
-        torch.testing.assert_close(resumed[key], full[key], rtol=0, atol=1e-6, msg=key)
-    assert read_json(tmp_path / "resumed" / "trainer_state.json")["log_history"] == \
-        read_json(tmp_path / "full" / "trainer_state.json")["log_history"]
+    assert_same_run(tmp_path / "full", tmp_path / "resumed", result_files=(), state_keys=())
 
 
 def test_resuming_with_other_opdf_flags_is_refused(toy, tmp_path, capsys):

@@ -1,0 +1,97 @@
+"""From flags to the LM datasets and collator train_lm_distill.py hands the trainer."""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+
+from distill.batching import PaddingCollator, TokenizedDataset
+from distill.errors import UsageError
+from lm.data import (
+    Documents,
+    cached_documents,
+    causal_sequences,
+    file_content_key,
+    first,
+    masked_lm_sequences,
+    read_records,
+    split_documents,
+    token_counts,
+)
+from lm.masking import MaskingCollator, MLMMasker, fixed_masking, smoothed_token_probs
+
+logger = logging.getLogger(__name__)
+DEFAULT_CACHE = os.path.join(os.path.expanduser("~"), ".cache", "kd_toolkit", "lm_data")
+
+
+def load_documents(data_args, tokenizer, mlm: bool, cache_dir: str | None = None) -> tuple[Documents, Documents]:
+    """(training documents, held-out documents), tokenised once and cached."""
+    cache = data_args.data_cache_dir or DEFAULT_CACHE
+    append_eos = not mlm  # a causal LM learns where documents end; MLM sequences get [CLS]/[SEP] instead
+
+    def cached(key, loader, explicit=None):
+        return cached_documents(key, loader, tokenizer, append_eos, cache, explicit, data_args.overwrite_cache)
+
+    if data_args.train_file:
+        train = cached(file_content_key(data_args.train_file), lambda: read_records(data_args.train_file),
+                       data_args.preprocessed_data_file)
+        if data_args.validation_file:
+            return train, cached(file_content_key(data_args.validation_file),
+                                 lambda: read_records(data_args.validation_file))
+        return split_documents(train, data_args.validation_split_percentage)
+    if data_args.dataset_name:
+        return _hub_documents(data_args, cached, cache_dir)
+    raise UsageError("no data: pass --train_file (alias --data_file) with a .txt/.jsonl corpus, or --dataset_name")
+
+
+def _hub_documents(data_args, cached, cache_dir):
+    try:
+        import datasets
+        raw = datasets.load_dataset(data_args.dataset_name, data_args.dataset_config_name, cache_dir=cache_dir)
+    except Exception as e:
+        raise UsageError(f"could not load the Hub dataset {data_args.dataset_name!r} ({type(e).__name__}: "
+                         f"{str(e).splitlines()[0][:160]}); go online or pass --train_file") from None
+
+    def split_docs(name):
+        # One document per non-empty line (wikitext's paragraphs and headings).
+        return lambda: [{"text": t} for t in raw[name]["text"] if t.strip()]
+
+    name = f"hub:{data_args.dataset_name}:{data_args.dataset_config_name}"
+    train = cached(f"{name}:train:{raw['train']._fingerprint}", split_docs("train"))
+    if "validation" in raw:
+        return train, cached(f"{name}:validation:{raw['validation']._fingerprint}", split_docs("validation"))
+    return split_documents(train, data_args.validation_split_percentage)
+
+
+def causal_lm_data(train_docs: Documents, val_docs: Documents, data_args, pad_id: int):
+    """(train dataset, held-out dataset, collator) for a causal LM."""
+    train = first(causal_sequences(train_docs, data_args.max_seq_length), data_args.max_train_samples)
+    val = None
+    if len(val_docs):
+        val = first(causal_sequences(val_docs, data_args.max_seq_length), data_args.max_eval_samples)
+    return train, val, PaddingCollator(pad_id)
+
+
+def masked_lm_data(train_docs: Documents, val_docs: Documents, data_args, loss_args, tokenizer, seed: int):
+    """(train dataset, held-out dataset masked once, masking collator) for a masked LM."""
+    for name in ("mask_token_id", "cls_token_id", "sep_token_id", "pad_token_id"):
+        if getattr(tokenizer, name) is None:
+            raise UsageError(f"--mlm needs a tokenizer with {name.removesuffix('_id')} (a BERT/RoBERTa-style "
+                             "tokenizer); this one has none")
+    vocab = len(tokenizer)
+    counts_path = data_args.token_counts
+    if counts_path is None:  # computed once, cached next to the tokenised data, keyed by the exact ids
+        digest = hashlib.sha256(train_docs.ids.tobytes()).hexdigest()[:24]
+        counts_path = os.path.join(data_args.data_cache_dir or DEFAULT_CACHE, f"counts-{digest}-{vocab}.npy")
+    counts = token_counts(train_docs, vocab, counts_path)
+    masker = MLMMasker(smoothed_token_probs(counts, loss_args.mlm_smoothing, tokenizer.all_special_ids),
+                       tokenizer.mask_token_id, tokenizer.all_special_ids, loss_args.mlm_mask_prop,
+                       loss_args.word_mask, loss_args.word_keep, loss_args.word_rand)
+    make = lambda docs: masked_lm_sequences(docs, data_args.max_seq_length, tokenizer.cls_token_id,  # noqa: E731
+                                            tokenizer.sep_token_id)
+    train = first(make(train_docs), data_args.max_train_samples)
+    val = None
+    if len(val_docs):
+        val = first(make(val_docs), data_args.max_eval_samples)
+        val = TokenizedDataset(fixed_masking(val.columns, masker, seed))
+    return train, val, MaskingCollator(tokenizer.pad_token_id, masker)

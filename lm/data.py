@@ -1,0 +1,220 @@
+"""LM data: raw text or jsonl -> tokenised documents (cached on disk) -> training sequences.
+
+Tokenising is the slow part, so the tokenised documents are cached, keyed by the data's content and
+the tokenizer; splitting and chunking are cheap numpy work done on every load:
+- causal LM: documents (+ EOS) are concatenated and cut into blocks of max_seq_length (run_clm.py's
+  packing; every token is predicted once, with as much context as the block allows);
+- masked LM: each document becomes [CLS] ... [SEP] sequences of at most max_seq_length (DistilBERT's
+  binarised data), so lengths vary and length-grouped batches pay off;
+- prompt/response jsonl (causal LM): one sequence per example, loss on the response tokens only.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from distill.batching import TokenizedDataset
+from distill.errors import UsageError
+
+logger = logging.getLogger(__name__)
+CACHE_VERSION = 1
+IGNORE = -100
+
+
+@dataclass
+class Documents:
+    """Tokenised documents: ids[offsets[i]:offsets[i+1]] is document i; the first prompt_lengths[i]
+    tokens of it are prompt (no loss), 0 for plain text."""
+    ids: np.ndarray  # (total tokens,) int32
+    offsets: np.ndarray  # (N + 1,) int64
+    prompt_lengths: np.ndarray  # (N,) int32
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def doc(self, i: int) -> np.ndarray:
+        return self.ids[self.offsets[i]:self.offsets[i + 1]]
+
+    def subset(self, start: int, stop: int) -> "Documents":
+        lo, hi = self.offsets[start], self.offsets[stop]
+        return Documents(self.ids[lo:hi], self.offsets[start:stop + 1] - lo, self.prompt_lengths[start:stop])
+
+    @property
+    def has_prompts(self) -> bool:
+        return bool(self.prompt_lengths.any())
+
+
+# ---------------------------------------------------------------------------------------------- reading
+def read_records(path: str) -> list[dict]:
+    """Documents of a file: .jsonl rows ({'text'} or {'prompt', 'response'}), or plain text where blank
+    lines separate documents (each keeps its line breaks)."""
+    if not os.path.isfile(path):
+        raise UsageError(f"data file not found: {path}; pass a .txt or .jsonl file (--train_file/--data_file)")
+    if path.endswith(".jsonl"):
+        return _read_jsonl(path)
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    docs = [d.strip("\n") for d in text.replace("\r\n", "\n").split("\n\n")]
+    records = [{"text": d} for d in docs if d.strip()]
+    if not records:
+        raise UsageError(f"{path} holds no text; pass a non-empty corpus")
+    return records
+
+
+def _read_jsonl(path: str) -> list[dict]:
+    records = []
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise UsageError(f"{path} line {n} is not valid JSON ({e.msg}); one JSON object per line") from None
+            if isinstance(row, dict) and isinstance(row.get("text"), str):
+                records.append({"text": row["text"]})
+            elif isinstance(row, dict) and isinstance(row.get("prompt"), str) and isinstance(row.get("response"), str):
+                records.append({"prompt": row["prompt"], "response": row["response"]})
+            else:
+                found = sorted(row) if isinstance(row, dict) else type(row).__name__
+                raise UsageError(f"{path} line {n}: need a 'text' field or 'prompt' and 'response' fields, found "
+                                 f"{found}")
+    if not records:
+        raise UsageError(f"{path} holds no examples; pass a non-empty jsonl file")
+    kinds = {"text" in r for r in records}
+    if len(kinds) > 1:
+        raise UsageError(f"{path} mixes 'text' rows and 'prompt'/'response' rows; use one kind per file")
+    return records
+
+
+# ---------------------------------------------------------------------------------------------- tokenising
+def tokenizer_fingerprint(tokenizer) -> str:
+    """A hash of everything that decides the ids: the tokenizer's full definition and special tokens."""
+    try:
+        definition = tokenizer.backend_tokenizer.to_str()
+    except AttributeError:  # a slow tokenizer
+        definition = json.dumps(sorted(tokenizer.get_vocab().items()))
+    specials = json.dumps([type(tokenizer).__name__, tokenizer.all_special_ids, tokenizer.eos_token_id])
+    return hashlib.sha256((definition + specials).encode()).hexdigest()
+
+
+def tokenize_records(records: list[dict], tokenizer, append_eos: bool) -> Documents:
+    """Ids of each record, without special tokens (added when sequences are built); causal LMs get
+    EOS at the end of every document / response (where the tokenizer has one)."""
+    eos = [tokenizer.eos_token_id] if append_eos and tokenizer.eos_token_id is not None else []
+    if "text" in records[0]:
+        bodies = tokenizer([r["text"] for r in records], add_special_tokens=False)["input_ids"]
+        prompts = [[] for _ in records]
+    else:
+        prompts = tokenizer([r["prompt"] for r in records], add_special_tokens=False)["input_ids"]
+        bodies = tokenizer([r["response"] for r in records], add_special_tokens=False)["input_ids"]
+    docs = [p + b + eos for p, b in zip(prompts, bodies)]
+    offsets = np.zeros(len(docs) + 1, dtype=np.int64)
+    offsets[1:] = np.cumsum([len(d) for d in docs])
+    ids = np.fromiter((t for d in docs for t in d), dtype=np.int32, count=int(offsets[-1]))
+    return Documents(ids, offsets, np.array([len(p) for p in prompts], dtype=np.int32))
+
+
+def cached_documents(source_key: str, load_records, tokenizer, append_eos: bool, cache_dir: str,
+                     explicit_file: str | None = None, overwrite: bool = False) -> Documents:
+    """Tokenised documents from the cache when it holds this (data, tokenizer) pair, else tokenised
+    now and cached (written atomically). `source_key` identifies the data's content."""
+    key = hashlib.sha256(json.dumps([CACHE_VERSION, source_key, tokenizer_fingerprint(tokenizer),
+                                     append_eos]).encode()).hexdigest()[:24]
+    path = explicit_file or os.path.join(cache_dir, f"docs-{key}.npz")
+    if os.path.isfile(path) and not overwrite:
+        with np.load(path) as f:
+            if str(f["key"]) == key:
+                logger.info("tokenised data from the cache %s", path)
+                return Documents(f["ids"], f["offsets"], f["prompt_lengths"])
+        if explicit_file:
+            raise UsageError(f"--preprocessed_data_file {path} was made from other data or another tokenizer; "
+                             "delete it, pass another path, or add --overwrite_cache")
+    docs = tokenize_records(load_records(), tokenizer, append_eos)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = path + ".tmp.npz"
+    np.savez(tmp, key=key, ids=docs.ids, offsets=docs.offsets, prompt_lengths=docs.prompt_lengths)
+    os.replace(tmp, path)
+    logger.info("tokenised %d documents (%d tokens), cached in %s", len(docs), len(docs.ids), path)
+    return docs
+
+
+def file_content_key(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return f"file:{h.hexdigest()}"
+
+
+def split_documents(docs: Documents, validation_percentage: float) -> tuple[Documents, Documents]:
+    """(train, held-out): the held-out part is the LAST documents, contiguous, so that no passage has
+    its neighbours on the other side (a random split of adjacent paragraphs leaks context)."""
+    n_val = int(round(len(docs) * validation_percentage / 100.0))
+    if validation_percentage > 0 and not 0 < n_val < len(docs):
+        raise UsageError(f"--validation_split_percentage {validation_percentage} of {len(docs)} documents leaves "
+                         "an empty split; change it or pass --validation_file")
+    return docs.subset(0, len(docs) - n_val), docs.subset(len(docs) - n_val, len(docs))
+
+
+def token_counts(docs: Documents, vocab_size: int, cache_path: str | None = None) -> np.ndarray:
+    """How often each token id occurs in the training documents (for --mlm_smoothing), cached."""
+    if cache_path and os.path.isfile(cache_path):
+        counts = np.load(cache_path)
+        if counts.shape == (vocab_size,):
+            return counts
+        raise UsageError(f"token counts {cache_path} cover {counts.shape[0]} ids but the vocabulary has "
+                         f"{vocab_size}; delete the file or pass counts made with this tokenizer")
+    counts = np.bincount(docs.ids, minlength=vocab_size)[:vocab_size].astype(np.int64)
+    if cache_path:
+        os.makedirs(os.path.dirname(os.path.abspath(cache_path)), exist_ok=True)
+        np.save(cache_path + ".tmp.npy", counts)
+        os.replace(cache_path + ".tmp.npy", cache_path)
+    return counts
+
+
+# ---------------------------------------------------------------------------------------------- sequences
+def causal_sequences(docs: Documents, max_len: int) -> TokenizedDataset:
+    """Plain text: all documents packed into max_len blocks (the last one shorter). Prompt/response:
+    one sequence per example, truncated to max_len, labels -100 on the prompt."""
+    if docs.has_prompts:
+        seqs, labels, dropped = [], [], 0
+        for i in range(len(docs)):
+            ids, n_prompt = docs.doc(i)[:max_len].tolist(), int(docs.prompt_lengths[i])
+            if n_prompt >= len(ids):  # no response token left to learn from
+                dropped += 1
+                continue
+            seqs.append(ids)
+            labels.append([IGNORE] * n_prompt + ids[n_prompt:])
+        if dropped:
+            logger.warning("%d examples dropped: their prompt fills --max_seq_length %d", dropped, max_len)
+    else:
+        seqs = [docs.ids[i:i + max_len].tolist() for i in range(0, len(docs.ids), max_len)]
+        seqs = [s for s in seqs if len(s) > 1]  # a 1-token block predicts nothing
+        labels = [list(s) for s in seqs]
+    if not seqs:
+        raise UsageError("no training sequence left after tokenising; check the data file and --max_seq_length")
+    return TokenizedDataset({"input_ids": seqs, "attention_mask": [[1] * len(s) for s in seqs], "labels": labels})
+
+
+def masked_lm_sequences(docs: Documents, max_len: int, cls_id: int, sep_id: int) -> TokenizedDataset:
+    """Each document as [CLS] ... [SEP] pieces of at most max_len tokens."""
+    body = max_len - 2
+    seqs = []
+    for i in range(len(docs)):
+        ids = docs.doc(i).tolist()
+        seqs += [[cls_id] + ids[j:j + body] + [sep_id] for j in range(0, len(ids), body)]
+    if not seqs:
+        raise UsageError("no training sequence left after tokenising; check the data file")
+    return TokenizedDataset({"input_ids": seqs, "attention_mask": [[1] * len(s) for s in seqs]})
+
+
+def first(dataset: TokenizedDataset, n: int | None) -> TokenizedDataset:
+    if n is None or n >= len(dataset):
+        return dataset
+    return TokenizedDataset({k: v[:n] for k, v in dataset.columns.items()})

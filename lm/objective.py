@@ -1,0 +1,104 @@
+"""The LM distillation objective (METHODS.md §6–7), for masked and causal LMs:
+
+    L = w_kd·τ²·D(p_t^τ, p_s^τ) + w_lm·LM + w_mse·Σ_v(s − t)² + w_cos·(1 − cos(h_s, h_t))
+
+each term averaged over its own positions of the whole optimizer step:
+- causal LM: position t predicts token t+1; every term uses the positions whose next token has a
+  label (not padding; not the prompt when the data has prompts);
+- masked LM: the LM term uses the masked positions; the others all real tokens, or the masked ones
+  with `restrict_ce_to_mask`.
+Logit terms run chunk by chunk over positions (losses/token_kd.py), so no (B, T, V) float32
+temporaries of either model are materialised; logits are sliced to the tokenizer's vocabulary.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from distill.objective import Objective
+from lm.data import IGNORE
+from losses.token_kd import chunked_cross_entropy_sum, chunked_divergence_sum, token_divergence
+
+
+class LMDistillationObjective(Objective):
+    def __init__(self, weights: dict[str, float], *, mlm: bool, vocab_size: int, kd_loss: str = "forward_kl",
+                 temperature: float = 1.0, jsd_beta: float = 0.5, skew_lambda: float = 0.1,
+                 restrict_ce_to_mask: bool = False, chunk_size: int = 64):
+        self.weights = dict(weights)
+        self.mlm = mlm
+        self.lm_term = "mlm" if mlm else "clm"
+        self.vocab_size = vocab_size
+        self.temperature = temperature
+        self.divergence = token_divergence(kd_loss, temperature=temperature, beta=jsd_beta, skew_lambda=skew_lambda)
+        self.logit_mse = token_divergence("logit_mse")
+        self.restrict_ce_to_mask = restrict_ce_to_mask
+        self.chunk_size = chunk_size
+        # No KV cache in training (nothing generates); hidden states only for the cosine term.
+        self.forward_kwargs = ({} if mlm else {"use_cache": False}) | (
+            {"output_hidden_states": True} if "cos" in self.weights else {})
+
+    # ------------------------------------------------------------------ positions
+    def lm_targets(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """(flat positions (n,) into B*T whose logits are scored, targets (B, T) aligned with the logits)."""
+        labels = batch["labels"]  # (B, T)
+        if not self.mlm:  # the logit at t scores the label at t+1
+            labels = torch.cat([labels[:, 1:], torch.full_like(labels[:, :1], IGNORE)], dim=1)  # (B, T)
+        return (labels != IGNORE).flatten().nonzero().squeeze(1), labels.clamp(min=0)
+
+    def kd_positions(self, batch, lm_positions: torch.Tensor) -> torch.Tensor:
+        if self.mlm and not self.restrict_ce_to_mask:
+            return batch["attention_mask"].flatten().nonzero().squeeze(1)  # every real token
+        return lm_positions
+
+    def counts(self, batch):
+        lm_positions, _ = self.lm_targets(batch)
+        n_kd = float(self.kd_positions(batch, lm_positions).numel())
+        return {k: float(lm_positions.numel()) if k == self.lm_term else n_kd for k in self.weights}
+
+    # ------------------------------------------------------------------ training loss
+    def loss_sums(self, batch, student_outputs, teacher_outputs):
+        s_logits = student_outputs.logits  # (B, T, V')
+        lm_positions, targets = self.lm_targets(batch)
+        sums = {self.lm_term: chunked_cross_entropy_sum(s_logits, lm_positions, targets, self.chunk_size,
+                                                        self.vocab_size)}
+        if teacher_outputs is None:
+            return sums
+        t_logits = teacher_outputs.logits  # (B, T, V'')
+        positions = self.kd_positions(batch, lm_positions)
+        if "kd" in self.weights:
+            kd = chunked_divergence_sum(s_logits, t_logits, positions, self.divergence, self.chunk_size,
+                                        self.vocab_size)
+            sums["kd"] = kd * self.temperature**2
+        if "mse" in self.weights:
+            sums["mse"] = chunked_divergence_sum(s_logits, t_logits, positions, self.logit_mse, self.chunk_size,
+                                                 self.vocab_size)
+        if "cos" in self.weights:
+            h_s = student_outputs.hidden_states[-1].flatten(0, 1).index_select(0, positions)  # (n, d)
+            h_t = teacher_outputs.hidden_states[-1].flatten(0, 1).index_select(0, positions)  # (n, d)
+            sums["cos"] = (1.0 - F.cosine_similarity(h_s.float(), h_t.float(), dim=-1)).sum()
+        return sums
+
+    # ------------------------------------------------------------------ evaluation
+    def predictions(self, outputs, batch):
+        """Per sequence (B, 2): [summed negative log-likelihood of its scored tokens, their number]."""
+        logits = outputs.logits[..., :self.vocab_size].float()  # (B, T, V)
+        positions, targets = self.lm_targets(batch)
+        nll = torch.zeros(logits.shape[:2], device=logits.device).flatten()  # (B*T,)
+        rows = logits.flatten(0, 1).index_select(0, positions)  # (n, V)
+        nll[positions] = F.cross_entropy(rows, targets.flatten()[positions], reduction="none")
+        nll = nll.view(logits.shape[:2])  # (B, T)
+        n = torch.zeros_like(nll).flatten().index_fill_(0, positions, 1.0).view_as(nll)
+        return torch.stack([nll.sum(1), n.sum(1)], dim=1)
+
+    def eval_loss(self, predictions: np.ndarray, dataset) -> float:
+        """Mean negative log-likelihood per scored token (not per sequence)."""
+        return float(predictions[:, 0].astype(np.float64).sum() / max(predictions[:, 1].sum(), 1.0))
+
+
+def perplexity_metrics(predictions: np.ndarray, dataset) -> dict[str, float]:
+    nll = float(predictions[:, 0].astype(np.float64).sum())
+    n_tokens = float(predictions[:, 1].sum())
+    return {"perplexity": math.exp(nll / max(n_tokens, 1.0)), "tokens": n_tokens}

@@ -1,0 +1,192 @@
+"""Token-level divergences between a teacher's and a student's next-token distributions (METHODS.md §7).
+
+Each divergence takes student and teacher logits of shape (N, V) (N positions) and returns one value
+per position, (N,). With p = softmax(t/τ) the teacher's and q = softmax(s/τ) the student's:
+
+    forward_kl         KL(p ‖ q)                          (Hinton KD per token; mode-covering)
+    reverse_kl         KL(q ‖ p)                          (mode-seeking; MiniLLM's objective)
+    jsd                D_β = [β KL(p‖m) + (1−β) KL(q‖m)] / (β(1−β)),  m = β p + (1−β) q
+    skew_forward_kl    KL(p ‖ λ p + (1−λ) q)              (DistiLLM's α-SKL)
+    skew_reverse_kl    KL(q ‖ λ q + (1−λ) p)              (DistiLLM's α-SRKL)
+    tvd                ½ Σ |p − q|
+    logit_mse          Σ (s − t)²                         (DistilBERT's --alpha_mse; τ does not apply)
+
+Generalised JSD: the β-skewed Jensen-Shannon divergence vanishes at both ends (m → q as β → 0), so a
+popular trainer special-cases β = 0 and β = 1, which makes the loss jump there. Dividing by β(1−β)
+makes D_β tend to KL(p‖q) as β → 0 and to KL(q‖p) as β → 1, so the β = 0 and β = 1 cases are the limits
+of the same curve (tested for continuity). At β = ½, D_β is 4·JS(p, q).
+
+`chunked_divergence_sum` sums a divergence over chosen positions of (B, T, V) logits a chunk of
+positions at a time, computing the student's gradient in the same pass, so the float32 (B, T, V)
+temporaries of a full-tensor computation (both softmaxes, their logs, the products and their
+gradients) never exist at once: the extra memory is one gradient the size of the student's logits.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+from losses.registry import get_loss, register_loss
+
+TOKEN_DIVERGENCES = ("forward_kl", "reverse_kl", "jsd", "skew_forward_kl", "skew_reverse_kl", "tvd")
+
+
+def _log_probs(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float):
+    s, t = _upcast(student_logits), _upcast(teacher_logits)
+    if temperature != 1.0:  # (no copies of the logits at τ = 1)
+        s, t = s / temperature, t / temperature
+    return F.log_softmax(s, dim=-1), F.log_softmax(t, dim=-1)  # log q, log p: (N, V)
+
+
+def _kl(log_a: torch.Tensor, log_b: torch.Tensor) -> torch.Tensor:
+    """KL(a ‖ b) per row from log-probabilities (of finite logits: mask a vocabulary with a large negative
+    logit, not -inf). kl_div's one kernel keeps the temporaries of a chunk few."""
+    return F.kl_div(log_b, log_a, reduction="none", log_target=True).sum(-1)  # (N,)
+
+
+def _log_mix(log_a: torch.Tensor, log_b: torch.Tensor, weight_a: float) -> torch.Tensor:
+    """log(w·a + (1−w)·b) computed in log space (no underflow for tiny probabilities)."""
+    return torch.logaddexp(log_a + math.log(weight_a), log_b + math.log1p(-weight_a))
+
+
+@register_loss("forward_kl")
+def forward_kl(student_logits, teacher_logits, temperature: float = 1.0, **_) -> torch.Tensor:
+    log_q, log_p = _log_probs(student_logits, teacher_logits, temperature)
+    return _kl(log_p, log_q)
+
+
+@register_loss("reverse_kl")
+def reverse_kl(student_logits, teacher_logits, temperature: float = 1.0, **_) -> torch.Tensor:
+    log_q, log_p = _log_probs(student_logits, teacher_logits, temperature)
+    return _kl(log_q, log_p)
+
+
+@register_loss("jsd")
+def generalized_jsd(student_logits, teacher_logits, temperature: float = 1.0, beta: float = 0.5,
+                    **_) -> torch.Tensor:
+    if not 0.0 <= beta <= 1.0:
+        raise ValueError(f"jsd beta must be in [0, 1], got {beta}")
+    log_q, log_p = _log_probs(student_logits, teacher_logits, temperature)
+    if beta == 0.0:  # the limits of the normalised curve, not special cases of another loss
+        return _kl(log_p, log_q)
+    if beta == 1.0:
+        return _kl(log_q, log_p)
+    log_m = _log_mix(log_p, log_q, beta)  # m = β p + (1−β) q
+    return (beta * _kl(log_p, log_m) + (1.0 - beta) * _kl(log_q, log_m)) / (beta * (1.0 - beta))
+
+
+@register_loss("skew_forward_kl")
+def skew_forward_kl(student_logits, teacher_logits, temperature: float = 1.0, skew_lambda: float = 0.1,
+                    **_) -> torch.Tensor:
+    log_q, log_p = _log_probs(student_logits, teacher_logits, temperature)
+    if skew_lambda == 0.0:
+        return _kl(log_p, log_q)
+    return _kl(log_p, _log_mix(log_p, log_q, skew_lambda))  # KL(p ‖ λp + (1−λ)q)
+
+
+@register_loss("skew_reverse_kl")
+def skew_reverse_kl(student_logits, teacher_logits, temperature: float = 1.0, skew_lambda: float = 0.1,
+                    **_) -> torch.Tensor:
+    log_q, log_p = _log_probs(student_logits, teacher_logits, temperature)
+    if skew_lambda == 0.0:
+        return _kl(log_q, log_p)
+    return _kl(log_q, _log_mix(log_q, log_p, skew_lambda))  # KL(q ‖ λq + (1−λ)p)
+
+
+@register_loss("tvd")
+def total_variation(student_logits, teacher_logits, temperature: float = 1.0, **_) -> torch.Tensor:
+    log_q, log_p = _log_probs(student_logits, teacher_logits, temperature)
+    return 0.5 * (log_p.exp() - log_q.exp()).abs().sum(-1)
+
+
+@register_loss("logit_mse")
+def logit_mse(student_logits, teacher_logits, temperature: float = 1.0, **_) -> torch.Tensor:
+    return (_upcast(student_logits) - _upcast(teacher_logits)).pow(2).sum(-1)
+
+
+def token_divergence(name: str, **options) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The registered divergence `name` with its options bound (temperature, beta, skew_lambda):
+    a function (student (N, V), teacher (N, V)) -> (N,)."""
+    fn = get_loss(name)
+    return lambda student_logits, teacher_logits: fn(student_logits, teacher_logits, **options)
+
+
+class _ChunkedPositionSum(torch.autograd.Function):
+    """Σ over `positions` of row_fn(student row, *rows of the other tensors). The student's gradient is
+    computed chunk by chunk during the forward (autograd on each chunk, so it is exactly the gradient
+    of the same formula) into one buffer; the backward only scales that buffer by the incoming
+    gradient, so nothing of the (B, T, V) computation is kept between the two."""
+
+    @staticmethod
+    def forward(ctx, student_logits, positions, row_fn, chunk_size, *others):
+        student_rows = student_logits.detach().reshape(-1, student_logits.shape[-1])  # (B*T, V'): a view
+        other_rows = [o.reshape(student_rows.shape[0], *o.shape[student_logits.dim() - 1:]) for o in others]
+        grad = torch.zeros_like(student_rows) if ctx.needs_input_grad[0] else None  # (B*T, V')
+        total = torch.zeros((), dtype=torch.float64, device=student_logits.device)
+        for start in range(0, positions.numel(), chunk_size):
+            idx = positions[start:start + chunk_size]  # (n,)
+            s = student_rows.index_select(0, idx)  # (n, V')
+            rest = [o.index_select(0, idx) for o in other_rows]  # (n, V') teacher rows, (n,) targets
+            if grad is None:
+                total += row_fn(s, *rest).double().sum()
+                continue
+            with torch.enable_grad():
+                s.requires_grad_(True)
+                value = row_fn(s, *rest).sum()
+                (g,) = torch.autograd.grad(value, s)
+            grad.index_copy_(0, idx, g.to(grad.dtype))
+            total += value.detach().double()
+        ctx.grad, ctx.shape, ctx.num_others = grad, student_logits.shape, len(others)
+        return total.to(torch.float64 if student_logits.dtype == torch.float64 else torch.float32)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        grad, ctx.grad = ctx.grad, None
+        if grad is None:
+            raise RuntimeError("a chunked loss was back-propagated twice (its gradient buffer is scaled in place); "
+                               "recompute the loss instead of using retain_graph=True")
+        return (grad.mul_(grad_output.to(grad.dtype)).view(ctx.shape), None, None, None,
+                *([None] * ctx.num_others))
+
+
+def chunked_position_sum(student_logits: torch.Tensor, positions: torch.Tensor, row_fn, *others: torch.Tensor,
+                         chunk_size: int = 64) -> torch.Tensor:
+    """Σ_{i ∈ positions} row_fn(student[i], other[i], ...) for (B, T, V) student logits, where `positions`
+    are flat indices into B*T and each of `others` is (B, T, ...) (teacher logits, target ids). Gradient
+    flows to the student's logits only: the others must be constants."""
+    if any(o.requires_grad for o in others):
+        raise ValueError("chunked losses do not differentiate the teacher's logits or the targets; pass them "
+                         "detached (a frozen teacher) or use the full-tensor loss")
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    for o in others:
+        if o.shape[:student_logits.dim() - 1] != student_logits.shape[:-1]:
+            raise ValueError(f"tensor {tuple(o.shape)} does not cover the student's positions "
+                             f"{tuple(student_logits.shape[:-1])}")
+    return _ChunkedPositionSum.apply(student_logits, positions, row_fn, chunk_size, *others)
+
+
+def chunked_divergence_sum(student_logits: torch.Tensor, teacher_logits: torch.Tensor, positions: torch.Tensor,
+                           divergence: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+                           chunk_size: int = 64, vocab_size: int | None = None) -> torch.Tensor:
+    """Σ_{i ∈ positions} divergence(student[i], teacher[i]) for (B, T, V) logits. Only the first
+    `vocab_size` columns count: a vocabulary padded past the tokenizer's size is sliced, never padded
+    (zero logits would give mass to tokens that do not exist)."""
+    v = vocab_size or min(student_logits.shape[-1], teacher_logits.shape[-1])
+    return chunked_position_sum(student_logits, positions, lambda s, t: divergence(s[:, :v], t[:, :v]),
+                                teacher_logits, chunk_size=chunk_size)
+
+
+def chunked_cross_entropy_sum(logits: torch.Tensor, positions: torch.Tensor, targets: torch.Tensor,
+                              chunk_size: int = 64, vocab_size: int | None = None) -> torch.Tensor:
+    """Σ_{i ∈ positions} −log softmax(logits[i])[targets[i]], `targets` (B, T) ids, chunk by chunk."""
+    v = vocab_size or logits.shape[-1]
+    return chunked_position_sum(logits, positions, lambda s, y: F.cross_entropy(_upcast(s[:, :v]), y, reduction="none"),
+                                targets, chunk_size=chunk_size)
+
+
+def _upcast(x: torch.Tensor) -> torch.Tensor:
+    return x if x.dtype == torch.float64 else x.float()

@@ -1,0 +1,132 @@
+"""LM data (lm/data.py): reading, the cache, the held-out split, packing, [CLS]/[SEP] pieces, counts."""
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from distill.errors import UsageError
+from lm.data import (
+    cached_documents,
+    causal_sequences,
+    masked_lm_sequences,
+    read_records,
+    split_documents,
+    token_counts,
+    tokenize_records,
+)
+
+SHAKESPEARE = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "lm", "tinyshakespeare",
+                           "input.txt")
+
+
+@pytest.fixture(scope="module")
+def bpe(tmp_path_factory):
+    from distill.toy import build_bpe_tokenizer
+    text = "the king and the queen spoke of the war and of peace; the people listened.\n" * 20
+    return build_bpe_tokenizer(str(tmp_path_factory.mktemp("bpe")), [text], vocab_size=300)
+
+
+def write(path, text):
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+def test_text_documents_are_separated_by_blank_lines(tmp_path):
+    path = write(tmp_path / "c.txt", "First:\nline one\nline two\n\n\nSecond doc\n\nThird\n")
+    assert read_records(path) == [{"text": "First:\nline one\nline two"}, {"text": "Second doc"}, {"text": "Third"}]
+
+
+def test_jsonl_text_or_prompt_response_and_bad_rows(tmp_path):
+    ok = write(tmp_path / "a.jsonl", '{"prompt": "Q?", "response": "A."}\n\n{"prompt": "R?", "response": "B."}\n')
+    assert read_records(ok)[1] == {"prompt": "R?", "response": "B."}
+    bad = [('{"question": "x"}\n', "prompt"), ('{"text": "a"}\n{"prompt": "b", "response": "c"}\n', "mixes"),
+           ("not json\n", "line 1 is not valid JSON"), ("\n", "no examples")]
+    for text, match in bad:
+        with pytest.raises(UsageError, match=match):
+            read_records(write(tmp_path / "b.jsonl", text))
+    with pytest.raises(UsageError, match="not found"):
+        read_records(str(tmp_path / "missing.txt"))
+
+
+def test_causal_packing_concatenates_documents_with_eos_into_blocks(bpe):
+    docs = tokenize_records([{"text": "the king"}, {"text": "the queen spoke"}], bpe, append_eos=True)
+    ids = docs.ids.tolist()
+    assert ids.count(bpe.eos_token_id) == 2 and ids[-1] == bpe.eos_token_id
+    data = causal_sequences(docs, max_len=3)
+    assert sum(data.columns["input_ids"], []) == ids[:len(sum(data.columns["input_ids"], []))]
+    assert all(len(s) == 3 for s in data.columns["input_ids"][:-1])
+    assert data.columns["labels"] == data.columns["input_ids"]
+
+
+def test_prompt_tokens_get_no_label_and_prompts_that_fill_the_length_are_dropped(bpe):
+    records = [{"prompt": "the king", "response": " spoke"},
+               {"prompt": "the queen spoke of the war and of peace", "response": " and"}]
+    docs = tokenize_records(records, bpe, append_eos=True)
+    n_prompt = [len(bpe(r["prompt"], add_special_tokens=False)["input_ids"]) for r in records]
+    assert docs.prompt_lengths.tolist() == n_prompt and n_prompt[1] > n_prompt[0] + 3
+    data = causal_sequences(docs, max_len=n_prompt[0] + 3)
+    assert len(data) == 1  # the second prompt alone fills max_len: nothing to learn, dropped
+    labels, ids = data.columns["labels"][0], data.columns["input_ids"][0]
+    assert labels[:n_prompt[0]] == [-100] * n_prompt[0] and labels[n_prompt[0]:] == ids[n_prompt[0]:]
+    assert ids == docs.doc(0)[:n_prompt[0] + 3].tolist()
+
+
+def test_masked_lm_pieces_are_wrapped_in_cls_and_sep(bpe):
+    docs = tokenize_records([{"text": "the king and the queen spoke of the war"}], bpe, append_eos=False)
+    body = docs.ids.tolist()
+    data = masked_lm_sequences(docs, max_len=5, cls_id=101, sep_id=102)
+    assert all(s[0] == 101 and s[-1] == 102 and len(s) <= 5 for s in data.columns["input_ids"])
+    assert sum((s[1:-1] for s in data.columns["input_ids"]), []) == body
+
+
+def test_the_held_out_split_is_the_last_documents():
+    from lm.data import Documents
+    docs = Documents(np.arange(10, dtype=np.int32), np.array([0, 2, 4, 6, 8, 10]), np.zeros(5, dtype=np.int32))
+    train, val = split_documents(docs, 40.0)
+    assert train.ids.tolist() == [0, 1, 2, 3, 4, 5] and val.ids.tolist() == [6, 7, 8, 9]
+    assert val.offsets.tolist() == [0, 2, 4]
+    with pytest.raises(UsageError, match="empty split"):
+        split_documents(docs, 1.0)
+
+
+def test_cache_is_reused_and_keyed_by_data_and_tokenizer(bpe, tmp_path):
+    records = [{"text": "the king spoke"}, {"text": "of the war"}]
+    calls = []
+
+    def load():
+        calls.append(1)
+        return records
+    first = cached_documents("file:abc", load, bpe, True, str(tmp_path))
+    again = cached_documents("file:abc", load, bpe, True, str(tmp_path))
+    assert len(calls) == 1 and np.array_equal(first.ids, again.ids)
+    cached_documents("file:other", load, bpe, True, str(tmp_path))  # other data: tokenised anew
+    cached_documents("file:abc", load, bpe, False, str(tmp_path))  # other sequence format: anew
+    assert len(calls) == 3
+    explicit = str(tmp_path / "data.npz")
+    cached_documents("file:abc", load, bpe, True, str(tmp_path), explicit)
+    with pytest.raises(UsageError, match="other data or another tokenizer"):
+        cached_documents("file:changed", load, bpe, True, str(tmp_path), explicit)
+    cached_documents("file:abc", load, bpe, True, str(tmp_path), overwrite=True)
+    assert len(calls) == 5
+
+
+def test_token_counts_are_computed_once_and_cached(tmp_path):
+    from lm.data import Documents
+    docs = Documents(np.array([1, 1, 4, 2, 1], dtype=np.int32), np.array([0, 5]), np.zeros(1, dtype=np.int32))
+    path = str(tmp_path / "counts.npy")
+    assert token_counts(docs, 6, path).tolist() == [0, 3, 1, 0, 1, 0]
+    np.save(path, np.array([9, 9, 9, 9, 9, 9]))
+    assert token_counts(docs, 6, path).tolist() == [9] * 6  # read back, not recomputed
+    with pytest.raises(UsageError, match="cover 6 ids"):
+        token_counts(docs, 7, path)
+
+
+@pytest.mark.skipif(not os.path.isfile(SHAKESPEARE), reason="../shared/data not present")
+def test_real_tiny_shakespeare_reads_into_documents():
+    records = read_records(SHAKESPEARE)
+    assert len(records) == 7222
+    assert records[0]["text"].startswith("First Citizen:\nBefore we proceed any further")
+    assert json.dumps(records[-1]).count("\\n\\n") == 0

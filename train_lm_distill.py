@@ -1,0 +1,140 @@
+#!/usr/bin/env python
+"""Distil a masked or causal language model (DistilBERT's pipeline and token-level divergences for
+causal LMs, on the shared trainer). Without a teacher the student is trained on the LM loss alone
+(this is how teachers are made).
+
+    # DistilBERT (the original pipeline's flags are accepted: --dump_path, --data_file, --teacher_name, ...)
+    python train_lm_distill.py --student_type distilbert --teacher_type bert --teacher_name <teacher> \
+        --student_config <cfg> --alpha_ce 5.0 --alpha_mlm 2.0 --alpha_cos 1.0 --alpha_clm 0.0 --mlm \
+        --dump_path out --data_file corpus.txt
+
+    # a causal LM with reverse KL, mixed 50/50 with the LM loss
+    python train_lm_distill.py --teacher_name_or_path <gpt2 teacher> --student_layers 0,2,4 \
+        --kd_loss reverse_kl --kd_ratio 0.5 --train_file corpus.txt --output_dir out
+
+The loss terms are in lm/objective.py, the divergences in losses/token_kd.py, the data in lm/data.py.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from dataclasses import dataclass, field
+
+from distill.args import TrainingArguments, parse_command_line, parse_layer_ids
+from distill.entry import cli_main, start_run, train_and_evaluate
+from distill.errors import UsageError
+from distill.modeling import check_max_length, check_model_type, check_same_vocabulary, load_tokenizer
+from distill.teacher import FrozenTeacher
+from distill.trainer import DistillationTrainer
+from lm.args import LMDataArguments, LMLossArguments, LMModelArguments, translate_original_flags
+from lm.build import causal_lm_data, load_documents, masked_lm_data
+from lm.models import build_student, freeze_embeddings, load_lm
+from lm.objective import LMDistillationObjective, perplexity_metrics
+
+logger = logging.getLogger("train_lm_distill")
+
+
+@dataclass
+class LaunchArguments:
+    """The original pipeline's launch flags: processes come from torchrun/accelerate, so these are checked."""
+    n_gpu: int | None = field(default=None, metadata={"help": "0: train on the CPU; N > 1 must match the number "
+                                                              "of launched processes."})
+    local_rank: int = field(default=-1, metadata={"help": "Set by the launcher; accepted for old commands."})
+
+    def apply(self, train_args: TrainingArguments) -> None:
+        if self.n_gpu == 0:
+            train_args.use_cpu = True
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        if self.n_gpu and self.n_gpu > 1 and self.n_gpu != world:
+            raise UsageError(f"--n_gpu {self.n_gpu} but {world} process(es) were launched; run it with "
+                             f"torchrun --nproc_per_node {self.n_gpu} (or accelerate launch)")
+
+
+def run(argv: list[str] | None = None) -> dict:
+    argv = translate_original_flags(sys.argv[1:] if argv is None else list(argv))
+    model_args, data_args, train_args, loss_args, launch = parse_command_line(
+        (LMModelArguments, LMDataArguments, TrainingArguments, LMLossArguments, LaunchArguments), argv)
+    if not (train_args.do_train or train_args.do_eval or train_args.do_predict):
+        train_args.do_train = train_args.do_eval = True  # the original pipeline's command just trains
+    if train_args.do_predict:
+        raise UsageError("--do_predict: an LM has no test-server file; --do_eval reports held-out perplexity")
+    launch.apply(train_args)
+    train_args.validate()
+    has_teacher = model_args.teacher_model is not None
+    loss_args.validate(has_teacher)
+    weights = loss_args.weights(has_teacher)
+    mlm = loss_args.mlm
+    resume_from, accelerator = start_run(train_args)
+
+    # ---- models: the teacher first (the student may be cut from it); one tokenizer for both
+    load = dict(cache_dir=model_args.cache_dir, trust_remote_code=model_args.trust_remote_code)
+    teacher = None
+    if has_teacher:
+        teacher = load_lm(model_args.teacher_model, mlm, "the teacher", **load)
+        check_model_type(teacher, model_args.teacher_type, "--teacher_type")
+    tokenizer_path = model_args.tokenizer_name or model_args.teacher_model or model_args.model_name_or_path
+    if tokenizer_path is None:
+        raise UsageError("no tokenizer: pass --tokenizer_name (a model dir or Hub id) for a student built from "
+                         "--student_config")
+    tokenizer = load_tokenizer(tokenizer_path, **load)
+    if model_args.model_name_or_path and has_teacher:
+        check_same_vocabulary(load_tokenizer(model_args.model_name_or_path, **load), tokenizer,
+                              model_args.teacher_model)
+    student = build_student(model_args, teacher, mlm, parse_layer_ids(model_args.student_layers), train_args.seed)
+    check_model_type(student, model_args.student_type, "--student_type")
+    frozen = freeze_embeddings(student, model_args.freeze_pos_embs, model_args.freeze_token_type_embds)
+    if frozen:
+        logger.info("frozen: %s", ", ".join(frozen))
+    for which, model in (("student", student), ("teacher", teacher)):
+        if model is None:
+            continue
+        check_max_length(model, data_args.max_seq_length, which)
+        if model.config.vocab_size < len(tokenizer):
+            raise UsageError(f"the {which} has {model.config.vocab_size} output tokens but the tokenizer has "
+                             f"{len(tokenizer)}; use models and a tokenizer of the same vocabulary")
+    if weights.get("cos") and student.config.hidden_size != teacher.config.hidden_size:
+        raise UsageError(f"--alpha_cos compares hidden states, but the student's size {student.config.hidden_size} "
+                         f"differs from the teacher's {teacher.config.hidden_size}; drop --alpha_cos")
+
+    # ---- data
+    train_docs, val_docs = load_documents(data_args, tokenizer, mlm, model_args.cache_dir)
+    if mlm:
+        train, val, collator = masked_lm_data(train_docs, val_docs, data_args, loss_args, tokenizer, train_args.seed)
+    else:
+        pad_id = next(i for i in (tokenizer.pad_token_id, tokenizer.eos_token_id, 0) if i is not None)
+        train, val, collator = causal_lm_data(train_docs, val_docs, data_args, pad_id)
+    if train_args.do_eval and val is None:
+        raise UsageError("--do_eval needs held-out text: pass --validation_file or --validation_split_percentage > 0")
+    logger.info("%s: %d training sequences, %d held-out; loss weights %s, τ = %g, divergence %s",
+                "masked LM" if mlm else "causal LM", len(train), len(val) if val else 0, weights,
+                loss_args.resolved_temperature(), loss_args.kd_loss)
+
+    # ---- trainer
+    objective = LMDistillationObjective(
+        weights, mlm=mlm, vocab_size=len(tokenizer), kd_loss=loss_args.kd_loss,
+        temperature=loss_args.resolved_temperature(), jsd_beta=loss_args.jsd_beta, skew_lambda=loss_args.skew_lambda,
+        restrict_ce_to_mask=loss_args.restrict_ce_to_mask, chunk_size=loss_args.kd_chunk_size)
+    os.makedirs(train_args.output_dir, exist_ok=True)
+    trainer = DistillationTrainer(
+        args=train_args, accelerator=accelerator, student=student, objective=objective, collator=collator,
+        train_dataset=train if train_args.do_train else None, eval_datasets={"": val} if train_args.do_eval else {},
+        teacher=FrozenTeacher(teacher, accelerator) if teacher is not None else None,
+        compute_metrics=perplexity_metrics, main_metric="perplexity", greater_is_better=False, tokenizer=tokenizer,
+        group_by_length=data_args.group_by_length)
+    results = train_and_evaluate(trainer, resume_from)
+    if teacher is not None and train_args.do_eval:  # the teacher's perplexity on the same tokens, for reference
+        teacher_metrics = trainer.evaluate(teacher, prefix="teacher_eval_")
+        trainer.save_metrics("eval", {k: v for k, v in results.items() if k.startswith("eval_")} | teacher_metrics)
+        trainer.log_once(teacher_metrics)
+        results.update(teacher_metrics)
+        logger.info("teacher: %s", {k: round(v, 4) for k, v in teacher_metrics.items()})
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    return cli_main(run, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
