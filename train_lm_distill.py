@@ -19,7 +19,6 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from dataclasses import dataclass, field
 
 from distill.args import TrainingArguments, parse_command_line, parse_layer_ids
 from distill.entry import cli_main, start_run, train_and_evaluate
@@ -27,28 +26,12 @@ from distill.errors import UsageError
 from distill.modeling import check_max_length, check_model_type, check_same_vocabulary, load_tokenizer
 from distill.teacher import FrozenTeacher
 from distill.trainer import DistillationTrainer
-from lm.args import LMDataArguments, LMLossArguments, LMModelArguments, translate_original_flags
+from lm.args import LaunchArguments, LMDataArguments, LMLossArguments, LMModelArguments, translate_original_flags
 from lm.build import causal_lm_data, load_documents, masked_lm_data
 from lm.models import build_student, freeze_embeddings, load_lm
 from lm.objective import LMDistillationObjective, perplexity_metrics
 
 logger = logging.getLogger("train_lm_distill")
-
-
-@dataclass
-class LaunchArguments:
-    """The original pipeline's launch flags: processes come from torchrun/accelerate, so these are checked."""
-    n_gpu: int | None = field(default=None, metadata={"help": "0: train on the CPU; N > 1 must match the number "
-                                                              "of launched processes."})
-    local_rank: int = field(default=-1, metadata={"help": "Set by the launcher; accepted for old commands."})
-
-    def apply(self, train_args: TrainingArguments) -> None:
-        if self.n_gpu == 0:
-            train_args.use_cpu = True
-        world = int(os.environ.get("WORLD_SIZE", "1"))
-        if self.n_gpu and self.n_gpu > 1 and self.n_gpu != world:
-            raise UsageError(f"--n_gpu {self.n_gpu} but {world} process(es) were launched; run it with "
-                             f"torchrun --nproc_per_node {self.n_gpu} (or accelerate launch)")
 
 
 def run(argv: list[str] | None = None) -> dict:

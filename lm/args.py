@@ -4,8 +4,10 @@ names onto ours (`--dump_path` is our `--output_dir`, ...)."""
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field
 
+from distill.args import TrainingArguments
 from distill.errors import UsageError
 from losses.token_kd import TOKEN_DIVERGENCES
 
@@ -194,3 +196,19 @@ class LMLossArguments:
         if self.temperature is not None:
             return self.temperature
         return 1.0 if self.kd_ratio is not None else 2.0
+
+
+@dataclass
+class LaunchArguments:
+    """The original pipeline's launch flags: processes come from torchrun/accelerate, so these are checked."""
+    n_gpu: int | None = field(default=None, metadata={"help": "0: train on the CPU; N > 1 must match the number "
+                                                              "of launched processes."})
+    local_rank: int = field(default=-1, metadata={"help": "Set by the launcher; accepted for old commands."})
+
+    def apply(self, train_args: TrainingArguments) -> None:
+        if self.n_gpu == 0:
+            train_args.use_cpu = True
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        if self.n_gpu and self.n_gpu > 1 and self.n_gpu != world:
+            raise UsageError(f"--n_gpu {self.n_gpu} but {world} process(es) were launched; run it with "
+                             f"torchrun --nproc_per_node {self.n_gpu} (or accelerate launch)")

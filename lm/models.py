@@ -27,8 +27,7 @@ def lm_class(mlm: bool):
 
 
 def load_lm(path: str, mlm: bool, what: str, cache_dir=None, trust_remote_code=False) -> PreTrainedModel:
-    model = load_pretrained(lm_class(mlm), path, what=what, cache_dir=cache_dir, trust_remote_code=trust_remote_code)
-    return model
+    return load_pretrained(lm_class(mlm), path, what=what, cache_dir=cache_dir, trust_remote_code=trust_remote_code)
 
 
 def student_config(path: str, student_type: str | None, cache_dir=None, trust_remote_code=False):

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Real-data causal-LM distillation on Tiny Shakespeare (README "Real data: LM distillation").
 # A BPE tokenizer and a 4-layer GPT-2 teacher are trained here on the first 90 % of the documents; 2-layer
-# students (random init, same seed) are trained with the same budget without KD, with forward KL and with
-# reverse KL; all report perplexity on the last 10 % of the documents.
-#   scripts/real_data_lm.sh <out_root> <stage>...    stages: tokenizer teacher nokd fkl rkl
+# students (random init, same seed) are trained with the same budget without KD, with forward KL, reverse KL
+# and generalised JSD (β ½); all report perplexity on the last 10 % of the documents.
+#   scripts/real_data_lm.sh <out_root> <stage>...    stages: tokenizer teacher nokd fkl rkl jsd
 set -euo pipefail
 OUT=${1:?out root}; shift
 DATA=${DATA:-../shared/data/lm/tinyshakespeare/input.txt}
@@ -41,6 +41,9 @@ PYEOF
     rkl)
       $PY train_lm_distill.py "${COMMON[@]}" "${STUDENT[@]}" --teacher_name "$OUT/teacher" --kd_loss reverse_kl \
         --kd_ratio 0.5 --output_dir "$OUT/student_rkl" ;;
+    jsd)
+      $PY train_lm_distill.py "${COMMON[@]}" "${STUDENT[@]}" --teacher_name "$OUT/teacher" --kd_loss jsd \
+        --jsd_beta 0.5 --kd_ratio 0.5 --output_dir "$OUT/student_jsd" ;;
     *) echo "unknown stage $stage" >&2; exit 2 ;;
   esac
 done

@@ -130,3 +130,25 @@ def test_real_tiny_shakespeare_reads_into_documents():
     assert len(records) == 7222
     assert records[0]["text"].startswith("First Citizen:\nBefore we proceed any further")
     assert json.dumps(records[-1]).count("\\n\\n") == 0
+
+
+def test_hub_text_datasets_load_one_document_per_line_and_are_cached(bpe, tmp_path, monkeypatch):
+    import datasets
+
+    from lm.args import LMDataArguments
+    from lm.build import load_documents
+    calls = []
+
+    def fake_load_dataset(name, config, cache_dir=None):  # what load_dataset("wikitext", ...) returns, offline
+        calls.append((name, config))
+        return datasets.DatasetDict({
+            "train": datasets.Dataset.from_dict({"text": ["", " = Title = \n", "the king spoke\n", "of the war\n"]}),
+            "validation": datasets.Dataset.from_dict({"text": ["the queen\n", ""]})})
+    monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
+    args = LMDataArguments(dataset_name="wikitext", dataset_config_name="wikitext-2-raw-v1",
+                           data_cache_dir=str(tmp_path))
+    train, val = load_documents(args, bpe, mlm=False)
+    assert calls == [("wikitext", "wikitext-2-raw-v1")] and (len(train), len(val)) == (3, 1)
+    assert train.doc(1).tolist() == bpe("the king spoke\n")["input_ids"] + [bpe.eos_token_id]
+    load_documents(args, bpe, mlm=False)
+    assert len([f for f in os.listdir(tmp_path) if f.startswith("docs-")]) == 2  # train + validation, reused

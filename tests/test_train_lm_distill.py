@@ -110,8 +110,9 @@ def test_prompt_response_data_trains_on_responses(lm, tmp_path):
 def test_the_distilbert_readme_recipe_runs_with_the_original_flag_names(lm, tmp_path):
     run_ok("--student_type", "distilbert", "--teacher_type", "bert", "--teacher_name", lm["bert"], "--student_config",
            lm["distilbert_cfg"], "--alpha_ce", "5.0", "--alpha_mlm", "2.0", "--alpha_cos", "1.0", "--alpha_clm", "0.0",
-           "--mlm", "--dump_path", tmp_path / "out", "--data_file", lm["corpus"], "--max_steps", 3, "--batch_size",
-           8, "--max_seq_length", 32, "--data_cache_dir", lm["cache"], "--disable_tqdm", "--report_to", "none")
+           "--mlm", "--dump_path", tmp_path / "out", "--data_file", lm["corpus"], "--max_steps", 3, "--group_by_size",
+           "--batch_size", 8, "--max_seq_length", 32, "--data_cache_dir", lm["cache"], "--disable_tqdm",
+           "--report_to", "none")
     results = read_json(tmp_path / "out" / "eval_results.json")
     assert results["eval_perplexity"] > 1 and results["teacher_eval_perplexity"] > 1
     log = read_json(tmp_path / "out" / "trainer_state.json")["log_history"][0]
@@ -187,6 +188,7 @@ def test_a_distilbert_student_from_bert_teacher_layers(lm, tmp_path):
     (["--kd_loss", "kl"], "--kd_loss 'kl' is unknown"),
     (["--jsd_beta", "1.5"], "--jsd_beta must be in"),
     (["--output_dir", "elsewhere"], "are the same flag"),
+    (["--n_gpu", "4"], "torchrun --nproc_per_node 4"),
 ])
 def test_bad_flags_are_refused_in_one_line(lm, tmp_path, capsys, extra, message):
     argv = ["--teacher_name", lm["gpt2"], "--student_layers", "0", "--data_file", lm["corpus"], "--dump_path",
