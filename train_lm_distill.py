@@ -23,12 +23,12 @@ import sys
 from distill.args import TrainingArguments, parse_command_line, parse_layer_ids
 from distill.entry import cli_main, start_run, train_and_evaluate
 from distill.errors import UsageError
-from distill.modeling import check_max_length, check_model_type, check_same_vocabulary, load_tokenizer
+from distill.modeling import check_model_type, check_same_vocabulary, load_tokenizer
 from distill.teacher import FrozenTeacher
 from distill.trainer import DistillationTrainer
 from lm.args import LaunchArguments, LMDataArguments, LMLossArguments, LMModelArguments, translate_original_flags
 from lm.build import causal_lm_data, load_documents, masked_lm_data
-from lm.models import build_student, freeze_embeddings, load_lm
+from lm.models import build_student, check_lm_pair, freeze_embeddings, load_lm
 from lm.objective import LMDistillationObjective, perplexity_metrics
 
 logger = logging.getLogger("train_lm_distill")
@@ -69,16 +69,7 @@ def run(argv: list[str] | None = None) -> dict:
     frozen = freeze_embeddings(student, model_args.freeze_pos_embs, model_args.freeze_token_type_embds)
     if frozen:
         logger.info("frozen: %s", ", ".join(frozen))
-    for which, model in (("student", student), ("teacher", teacher)):
-        if model is None:
-            continue
-        check_max_length(model, data_args.max_seq_length, which)
-        if model.config.vocab_size < len(tokenizer):
-            raise UsageError(f"the {which} has {model.config.vocab_size} output tokens but the tokenizer has "
-                             f"{len(tokenizer)}; use models and a tokenizer of the same vocabulary")
-    if weights.get("cos") and student.config.hidden_size != teacher.config.hidden_size:
-        raise UsageError(f"--alpha_cos compares hidden states, but the student's size {student.config.hidden_size} "
-                         f"differs from the teacher's {teacher.config.hidden_size}; drop --alpha_cos")
+    check_lm_pair(student, teacher, len(tokenizer), data_args.max_seq_length, uses_hidden_states="cos" in weights)
 
     # ---- data
     train_docs, val_docs = load_documents(data_args, tokenizer, mlm, model_args.cache_dir)

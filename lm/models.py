@@ -17,7 +17,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM,
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
 from distill.errors import UsageError
-from distill.modeling import keep_layers, load_pretrained
+from distill.modeling import check_max_length, keep_layers, load_pretrained
 
 logger = logging.getLogger(__name__)
 
@@ -157,3 +157,20 @@ def freeze_embeddings(model: PreTrainedModel, positions: bool, token_types: bool
         raise UsageError("--freeze_pos_embs/--freeze_token_type_embds: the student has no such embeddings "
                          "(e.g. rotary positions); drop the flag")
     return frozen
+
+
+def check_lm_pair(student: PreTrainedModel, teacher: PreTrainedModel | None, vocab_size: int, max_seq_length: int,
+                  uses_hidden_states: bool) -> None:
+    """Both models have room for the sequences and an output for every token of the tokenizer; the
+    cosine term needs hidden states of one size."""
+    for which, model in (("student", student), ("teacher", teacher)):
+        if model is None:
+            continue
+        check_max_length(model, max_seq_length, which)
+        if model.config.vocab_size < vocab_size:
+            raise UsageError(f"the {which} has {model.config.vocab_size} output tokens but the tokenizer has "
+                             f"{vocab_size}; use models and a tokenizer of the same vocabulary")
+    if uses_hidden_states and student.config.hidden_size != teacher.config.hidden_size:
+        raise UsageError(f"--alpha_cos compares hidden states, but the student's size {student.config.hidden_size} "
+                         f"differs from the teacher's {teacher.config.hidden_size}; drop --alpha_cos")
+

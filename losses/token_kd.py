@@ -78,22 +78,23 @@ def generalized_jsd(student_logits, teacher_logits, temperature: float = 1.0, be
     return (beta * _kl(log_p, log_m) + (1.0 - beta) * _kl(log_q, log_m)) / (beta * (1.0 - beta))
 
 
+def _skew_kl(log_a: torch.Tensor, log_b: torch.Tensor, skew_lambda: float) -> torch.Tensor:
+    """KL(a ‖ λa + (1−λ)b); at λ = 0 exactly KL(a ‖ b)."""
+    return _kl(log_a, log_b if skew_lambda == 0.0 else _log_mix(log_a, log_b, skew_lambda))
+
+
 @register_loss("skew_forward_kl")
 def skew_forward_kl(student_logits, teacher_logits, temperature: float = 1.0, skew_lambda: float = 0.1,
                     **_) -> torch.Tensor:
     log_q, log_p = _log_probs(student_logits, teacher_logits, temperature)
-    if skew_lambda == 0.0:
-        return _kl(log_p, log_q)
-    return _kl(log_p, _log_mix(log_p, log_q, skew_lambda))  # KL(p ‖ λp + (1−λ)q)
+    return _skew_kl(log_p, log_q, skew_lambda)  # KL(p ‖ λp + (1−λ)q)
 
 
 @register_loss("skew_reverse_kl")
 def skew_reverse_kl(student_logits, teacher_logits, temperature: float = 1.0, skew_lambda: float = 0.1,
                     **_) -> torch.Tensor:
     log_q, log_p = _log_probs(student_logits, teacher_logits, temperature)
-    if skew_lambda == 0.0:
-        return _kl(log_q, log_p)
-    return _kl(log_q, _log_mix(log_q, log_p, skew_lambda))  # KL(q ‖ λq + (1−λ)p)
+    return _skew_kl(log_q, log_p, skew_lambda)  # KL(q ‖ λq + (1−λ)p)
 
 
 @register_loss("tvd")
