@@ -210,3 +210,15 @@ def test_kd_flags_without_a_teacher_and_a_too_long_sequence_are_refused(lm, tmp_
             "--report_to", "none"]
     assert "need a teacher" in run_error(capsys, *base, "--alpha_ce", "0.5")
     assert "exceeds the student's 64 positions" in run_error(capsys, *base, "--max_seq_length", "128")
+
+
+def test_student_from_config_and_pretrained_weights_with_frozen_positions(lm, tmp_path):
+    config = json.loads((lm["root"] / "gpt2" / "config.json").read_text())
+    (tmp_path / "cfg.json").write_text(json.dumps(config))
+    run_ok(*causal_args(lm, tmp_path / "out", "--student_config", tmp_path / "cfg.json", "--tokenizer_name", lm["gpt2"],
+                        "--student_pretrained_weights", lm["gpt2"], "--freeze_pos_embs", "--max_steps", 2,
+                        "--report_to", "none", "--do_train"))
+    source = load_file(os.path.join(lm["gpt2"], "model.safetensors"))
+    saved = load_file(tmp_path / "out" / "model.safetensors")
+    assert torch.equal(saved["transformer.wpe.weight"], source["transformer.wpe.weight"])  # frozen
+    assert not torch.equal(saved["transformer.h.0.mlp.c_fc.weight"], source["transformer.h.0.mlp.c_fc.weight"])
