@@ -116,7 +116,7 @@ def tokenize_records(records: list[dict], tokenizer, append_eos: bool) -> Docume
     docs = [p + b + eos for p, b in zip(prompts, bodies)]
     offsets = np.zeros(len(docs) + 1, dtype=np.int64)
     offsets[1:] = np.cumsum([len(d) for d in docs])
-    ids = np.fromiter((t for d in docs for t in d), dtype=np.int32, count=int(offsets[-1]))
+    ids = np.concatenate([np.asarray(d, dtype=np.int32) for d in docs]) if docs else np.zeros(0, np.int32)
     return Documents(ids, offsets, np.array([len(p) for p in prompts], dtype=np.int32))
 
 

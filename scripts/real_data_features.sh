@@ -34,24 +34,21 @@ for JOB in "${JOBS[@]}"; do
   TEACHER=$OUT/$TASK/teacher
   STUDENT=(--model_name_or_path "$TEACHER" --student_layers 0,2,4)
   case $TASK:$METHOD in
-    squad:teacher) $PY run_squad_w_distillation.py --model_name_or_path "$MINILM" "${SQUAD[@]}" "${COMMON[@]}" \
-                     --output_dir "$TEACHER" ;;
-    imdb:teacher)  $PY run_imdb_w_distillation.py --model_name_or_path "$MINILM" "${IMDB[@]}" "${COMMON[@]}" \
-                     --output_dir "$TEACHER" ;;
-    squad:finetune) $PY run_squad_w_distillation.py "${STUDENT[@]}" "${SQUAD[@]}" "${COMMON[@]}" \
-                     --output_dir "$OUT/squad/feat_finetune" ;;
-    squad:kd)      $PY run_squad_w_distillation.py "${STUDENT[@]}" --teacher_name_or_path "$TEACHER" "${SQUAD[@]}" \
-                     "${COMMON[@]}" --output_dir "$OUT/squad/feat_kd" ;;
-    squad:one2one) $PY run_squad_w_distillation.py "${STUDENT[@]}" --teacher_name_or_path "$TEACHER" "${SQUAD[@]}" \
-                     "${COMMON[@]}" --alpha_cos 0.0 --alpha_corr 0.5 --alpha_ce 0.0 --alpha_squad 0.5 --do_mask \
-                     --output_dir "$OUT/squad/feat_one2one" ;;
-    imdb:finetune) $PY run_imdb_w_distillation.py "${STUDENT[@]}" "${IMDB[@]}" "${COMMON[@]}" \
-                     --output_dir "$OUT/imdb/feat_finetune" ;;
-    imdb:kd)       $PY run_imdb_w_distillation.py "${STUDENT[@]}" --teacher_name_or_path "$TEACHER" "${IMDB[@]}" \
-                     "${COMMON[@]}" --output_dir "$OUT/imdb/feat_kd" ;;
-    imdb:one2one)  $PY run_imdb_w_distillation.py "${STUDENT[@]}" --teacher_name_or_path "$TEACHER" "${IMDB[@]}" \
-                     "${COMMON[@]}" --alpha_cos 0.0 --alpha_corr 0.5 --alpha_ce 0.0 --alpha_imdb 0.5 --do_mask \
-                     --output_dir "$OUT/imdb/feat_one2one" ;;
+    squad:*|imdb:*)
+      case $TASK in  # the script, its data flags, and its task-loss weight flag
+        squad) SCRIPT=run_squad_w_distillation.py; TASK_FLAGS=("${SQUAD[@]}"); TASK_ALPHA=--alpha_squad ;;
+        imdb)  SCRIPT=run_imdb_w_distillation.py; TASK_FLAGS=("${IMDB[@]}"); TASK_ALPHA=--alpha_imdb ;;
+      esac
+      case $METHOD in
+        teacher)  $PY "$SCRIPT" --model_name_or_path "$MINILM" "${TASK_FLAGS[@]}" "${COMMON[@]}" --output_dir "$TEACHER"
+                  continue ;;
+        finetune) MODEL=("${STUDENT[@]}"); FLAGS=() ;;
+        kd)       MODEL=("${STUDENT[@]}" --teacher_name_or_path "$TEACHER"); FLAGS=() ;;
+        one2one)  MODEL=("${STUDENT[@]}" --teacher_name_or_path "$TEACHER")
+                  FLAGS=(--alpha_cos 0.0 --alpha_corr 0.5 --alpha_ce 0.0 "$TASK_ALPHA" 0.5 --do_mask) ;;
+        *) echo "unknown method $METHOD for $TASK" >&2; exit 2 ;;
+      esac
+      $PY "$SCRIPT" "${MODEL[@]}" "${TASK_FLAGS[@]}" "${COMMON[@]}" "${FLAGS[@]}" --output_dir "$OUT/$TASK/feat_$METHOD" ;;
     rte:*|sst2:*)
       case $TASK in
         sst2) GLUE=(--data_dir "$DATA/glue_data/SST-2" --max_train_samples 8000 --num_train_epochs 2

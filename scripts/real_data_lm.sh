@@ -35,15 +35,14 @@ PYEOF
         --tokenizer_name "$OUT/tokenizer" --max_steps 1500 --learning_rate 1e-3 --output_dir "$OUT/teacher" ;;
     nokd)
       $PY train_lm_distill.py "${COMMON[@]}" "${STUDENT[@]}" --output_dir "$OUT/student_nokd" ;;
-    fkl)
-      $PY train_lm_distill.py "${COMMON[@]}" "${STUDENT[@]}" --teacher_name "$OUT/teacher" --kd_loss forward_kl \
-        --kd_ratio 0.5 --output_dir "$OUT/student_fkl" ;;
-    rkl)
-      $PY train_lm_distill.py "${COMMON[@]}" "${STUDENT[@]}" --teacher_name "$OUT/teacher" --kd_loss reverse_kl \
-        --kd_ratio 0.5 --output_dir "$OUT/student_rkl" ;;
-    jsd)
-      $PY train_lm_distill.py "${COMMON[@]}" "${STUDENT[@]}" --teacher_name "$OUT/teacher" --kd_loss jsd \
-        --jsd_beta 0.5 --kd_ratio 0.5 --output_dir "$OUT/student_jsd" ;;
+    fkl|rkl|jsd)  # the same student, distilled with one divergence mixed 50/50 with the LM loss
+      case $stage in
+        fkl) KD=(--kd_loss forward_kl) ;;
+        rkl) KD=(--kd_loss reverse_kl) ;;
+        jsd) KD=(--kd_loss jsd --jsd_beta 0.5) ;;
+      esac
+      $PY train_lm_distill.py "${COMMON[@]}" "${STUDENT[@]}" --teacher_name "$OUT/teacher" "${KD[@]}" \
+        --kd_ratio 0.5 --output_dir "$OUT/student_$stage" ;;
     *) echo "unknown stage $stage" >&2; exit 2 ;;
   esac
 done

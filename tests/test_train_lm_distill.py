@@ -222,3 +222,24 @@ def test_student_from_config_and_pretrained_weights_with_frozen_positions(lm, tm
     saved = load_file(tmp_path / "out" / "model.safetensors")
     assert torch.equal(saved["transformer.wpe.weight"], source["transformer.wpe.weight"])  # frozen
     assert not torch.equal(saved["transformer.h.0.mlp.c_fc.weight"], source["transformer.h.0.mlp.c_fc.weight"])
+
+
+def test_a_llama_style_student_is_cut_from_a_llama_teacher_and_distilled(lm, tmp_path):
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+    tok = AutoTokenizer.from_pretrained(lm["gpt2"])
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=3,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+                         bos_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    LlamaForCausalLM(config).save_pretrained(tmp_path / "llama")
+    tok.save_pretrained(tmp_path / "llama")
+    run_ok(*causal_args(lm, tmp_path / "out", "--teacher_name", tmp_path / "llama", "--teacher_type", "llama",
+                        "--student_layers", "0,2", "--kd_loss", "skew_reverse_kl", "--kd_ratio", "0.5",
+                        "--report_to", "none", "--learning_rate", "1e-12"))  # (the last --learning_rate wins)
+    teacher = load_file(tmp_path / "llama" / "model.safetensors")
+    student = load_file(tmp_path / "out" / "model.safetensors")
+    assert sum(k.startswith("model.layers.") and k.endswith("q_proj.weight") for k in student) == 2
+    assert read_json(tmp_path / "out" / "eval_results.json")["teacher_eval_perplexity"] > 1
+    for key in ("mlp.up_proj.weight", "self_attn.k_proj.weight", "input_layernorm.weight"):  # layer 1 <- layer 2
+        torch.testing.assert_close(student[f"model.layers.1.{key}"], teacher[f"model.layers.2.{key}"], rtol=0,
+                                   atol=1e-6)
