@@ -12,7 +12,12 @@ causal LMs, on the shared trainer). Without a teacher the student is trained on 
     python train_lm_distill.py --teacher_name_or_path <gpt2 teacher> --student_layers 0,2,4 \
         --kd_loss reverse_kl --kd_ratio 0.5 --train_file corpus.txt --output_dir out
 
-The loss terms are in lm/objective.py, the divergences in losses/token_kd.py, the data in lm/data.py.
+    # MiniLLM on prompt/response data (Dolly jsonl), with a plain-text LM term; Rouge-L on held-out prompts
+    python train_lm_distill.py --method minillm --teacher_name_or_path <teacher> --model_name_or_path <sft student> \
+        --train_file dolly.jsonl --lm_train_file corpus.txt --output_dir out
+
+The loss terms are in lm/objective.py, the divergences in losses/token_kd.py, the data in lm/data.py;
+MiniLLM, SeqKD and the Rouge-L evaluation in minillm/.
 """
 from __future__ import annotations
 
@@ -30,14 +35,23 @@ from lm.args import LaunchArguments, LMDataArguments, LMLossArguments, LMModelAr
 from lm.build import causal_lm_data, load_documents, masked_lm_data
 from lm.models import build_student, check_lm_pair, freeze_embeddings, load_lm
 from lm.objective import LMDistillationObjective, perplexity_metrics
+from minillm.args import GenerationArguments, MiniLLMArguments
+from minillm.build import (
+    check_generation_length,
+    minillm_training,
+    rouge_evaluator,
+    sampling_settings,
+    seqkd_documents,
+)
 
 logger = logging.getLogger("train_lm_distill")
 
 
 def run(argv: list[str] | None = None) -> dict:
     argv = translate_original_flags(sys.argv[1:] if argv is None else list(argv))
-    model_args, data_args, train_args, loss_args, launch = parse_command_line(
-        (LMModelArguments, LMDataArguments, TrainingArguments, LMLossArguments, LaunchArguments), argv)
+    model_args, data_args, train_args, loss_args, launch, mini, generation = parse_command_line(
+        (LMModelArguments, LMDataArguments, TrainingArguments, LMLossArguments, LaunchArguments, MiniLLMArguments,
+         GenerationArguments), argv)
     if not (train_args.do_train or train_args.do_eval or train_args.do_predict):
         train_args.do_train = train_args.do_eval = True  # the original pipeline's command just trains
     if train_args.do_predict:
@@ -45,9 +59,18 @@ def run(argv: list[str] | None = None) -> dict:
     launch.apply(train_args)
     train_args.validate()
     has_teacher = model_args.teacher_model is not None
-    loss_args.validate(has_teacher)
-    weights = loss_args.weights(has_teacher)
-    mlm = loss_args.mlm
+    mini.validate(has_teacher)
+    generation.validate()
+    method, metric, mlm = mini.method, generation.resolved_metric(mini.method), loss_args.mlm
+    if mlm and (method != "kd" or metric != "perplexity"):
+        raise UsageError("--method minillm/seqkd and --eval_metric rougeL generate text: they need a causal LM "
+                         "(drop --mlm)")
+    # Pure SeqKD uses the teacher only to write the training responses; token-level KD on top is asked for
+    # with --kd_ratio or --alpha_ce.
+    token_kd = has_teacher and (method != "seqkd" or loss_args.kd_ratio is not None or loss_args.alpha_ce is not None)
+    if method != "minillm":
+        loss_args.validate(token_kd)
+    weights = loss_args.weights(token_kd)
     resume_from, accelerator = start_run(train_args)
 
     # ---- models: the teacher first (the student may be cut from it); one tokenizer for both
@@ -71,33 +94,59 @@ def run(argv: list[str] | None = None) -> dict:
         logger.info("frozen: %s", ", ".join(frozen))
     check_lm_pair(student, teacher, len(tokenizer), data_args.max_seq_length, uses_hidden_states="cos" in weights)
 
-    # ---- data
-    train_docs, val_docs = load_documents(data_args, tokenizer, mlm, model_args.cache_dir)
-    if mlm:
-        train, val, collator = masked_lm_data(train_docs, val_docs, data_args, loss_args, tokenizer, train_args.seed)
+    pad_id = next(i for i in (tokenizer.pad_token_id, tokenizer.eos_token_id, 0) if i is not None)
+    sampling = sampling_settings(generation, tokenizer, pad_id)
+    if method != "kd" or metric == "rougeL":
+        check_generation_length([m for m in (student, teacher) if m is not None], mini.max_prompt_length,
+                                generation.max_new_tokens)
+    teacher_strategy = FrozenTeacher(teacher, accelerator) if teacher is not None else None
+
+    # ---- data and loss: MiniLLM's rollouts, or sequences (SeqKD: written by the teacher)
+    source, train, val, collator = None, None, None, None
+    if method == "minillm":
+        source, objective = minillm_training(mini, data_args, train_args, tokenizer, teacher_strategy.model, sampling,
+                                             accelerator, loss_args.kd_chunk_size, loss_args.kd_ratio)
+        logger.info("MiniLLM: %d prompts, loss weights %s", len(source.prompts), objective.weights)
     else:
-        pad_id = next(i for i in (tokenizer.pad_token_id, tokenizer.eos_token_id, 0) if i is not None)
-        train, val, collator = causal_lm_data(train_docs, val_docs, data_args, pad_id)
-    if train_args.do_eval and val is None:
+        if method == "seqkd":
+            docs = seqkd_documents(mini, data_args, model_args, tokenizer, teacher_strategy.model, sampling,
+                                   train_args.seed, mini.chunk_size)
+        elif train_args.do_train or metric == "perplexity":  # (evaluating Rouge-L alone needs prompts only)
+            docs = load_documents(data_args, tokenizer, mlm, model_args.cache_dir)
+        if mlm:
+            train, val, collator = masked_lm_data(*docs, data_args, loss_args, tokenizer, train_args.seed)
+        elif method == "seqkd" or train_args.do_train or metric == "perplexity":
+            train, val, collator = causal_lm_data(*docs, data_args, pad_id)
+        if train is not None:
+            logger.info("%s: %d training sequences, %d held-out; loss weights %s, τ = %g, divergence %s",
+                        "masked LM" if mlm else "causal LM", len(train), len(val) if val else 0, weights,
+                        loss_args.resolved_temperature(), loss_args.kd_loss)
+        objective = LMDistillationObjective(
+            weights, mlm=mlm, vocab_size=len(tokenizer), kd_loss=loss_args.kd_loss,
+            temperature=loss_args.resolved_temperature(), jsd_beta=loss_args.jsd_beta,
+            skew_lambda=loss_args.skew_lambda, restrict_ce_to_mask=loss_args.restrict_ce_to_mask,
+            chunk_size=loss_args.kd_chunk_size)
+    evaluator = None
+    if metric == "rougeL":
+        evaluator = rouge_evaluator(mini, data_args, generation, tokenizer, sampling,
+                                    train_args.per_device_eval_batch_size)
+    elif train_args.do_eval and val is None:
         raise UsageError("--do_eval needs held-out text: pass --validation_file or --validation_split_percentage > 0")
-    logger.info("%s: %d training sequences, %d held-out; loss weights %s, τ = %g, divergence %s",
-                "masked LM" if mlm else "causal LM", len(train), len(val) if val else 0, weights,
-                loss_args.resolved_temperature(), loss_args.kd_loss)
 
     # ---- trainer
-    objective = LMDistillationObjective(
-        weights, mlm=mlm, vocab_size=len(tokenizer), kd_loss=loss_args.kd_loss,
-        temperature=loss_args.resolved_temperature(), jsd_beta=loss_args.jsd_beta, skew_lambda=loss_args.skew_lambda,
-        restrict_ce_to_mask=loss_args.restrict_ce_to_mask, chunk_size=loss_args.kd_chunk_size)
     os.makedirs(train_args.output_dir, exist_ok=True)
     trainer = DistillationTrainer(
         args=train_args, accelerator=accelerator, student=student, objective=objective, collator=collator,
-        train_dataset=train if train_args.do_train else None, eval_datasets={"": val} if train_args.do_eval else {},
-        teacher=FrozenTeacher(teacher, accelerator) if teacher is not None else None,
-        compute_metrics=perplexity_metrics, main_metric="perplexity", greater_is_better=False, tokenizer=tokenizer,
-        group_by_length=data_args.group_by_length)
+        train_dataset=train if train_args.do_train else None,
+        eval_datasets={"": val} if train_args.do_eval and val is not None else {},
+        teacher=teacher_strategy if (token_kd or method == "minillm") else None,
+        compute_metrics=perplexity_metrics, main_metric=metric, greater_is_better=metric != "perplexity",
+        tokenizer=tokenizer, group_by_length=data_args.group_by_length, batch_source=source,
+        evaluator=evaluator if train_args.do_eval else None)
     results = train_and_evaluate(trainer, resume_from)
-    if teacher is not None and train_args.do_eval:  # the teacher's perplexity on the same tokens, for reference
+    if evaluator is not None and train_args.do_eval:
+        evaluator.save_generations(os.path.join(train_args.output_dir, "eval_generations.jsonl"))
+    if teacher is not None and train_args.do_eval:  # the teacher on the same held-out data, for reference
         teacher_metrics = trainer.evaluate(teacher, prefix="teacher_eval_")
         trainer.save_metrics("eval", {k: v for k, v in results.items() if k.startswith("eval_")} | teacher_metrics)
         trainer.log_once(teacher_metrics)

@@ -116,3 +116,33 @@ def eval_batches(lengths: list[int], batch_size: int, world_size: int = 1, rank:
     """
     mine = [i for i in np.argsort(lengths, kind="stable").tolist() if i % world_size == rank]
     return [mine[i:i + batch_size] for i in range(0, len(mine), batch_size)]
+
+
+class DatasetBatches:
+    """The trainer's default batch source: a fixed dataset in `TrainBatchOrder`'s order.
+
+    A batch source tells the trainer how many optimizer steps an epoch has and yields, per step, the
+    list of collated micro-batches (MiniLLM's rollouts are another source: minillm/rollouts.py).
+    `epoch_steps(epoch, skip, trainer)` starts after the `skip` steps of the epoch already done (a
+    resumed run); `state_dict()` is what a checkpoint must keep for an exact resume (nothing here:
+    the order depends on (seed, epoch) only).
+    """
+
+    def __init__(self, dataset: TokenizedDataset, collator, order: TrainBatchOrder, accumulation_steps: int):
+        self.dataset, self.collator, self.order, self.accumulation = dataset, collator, order, accumulation_steps
+        self.num_examples = len(dataset)
+
+    def steps_per_epoch(self) -> int:
+        return -(-self.order.num_batches() // self.accumulation)
+
+    def epoch_steps(self, epoch: int, skip: int, trainer=None):
+        batches = self.order.epoch_batches(epoch)
+        steps = [batches[i:i + self.accumulation] for i in range(0, len(batches), self.accumulation)]
+        for step_batches in steps[skip:]:
+            yield [self.collator([self.dataset[i] for i in idx]) for idx in step_batches]
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass

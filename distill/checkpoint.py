@@ -70,9 +70,11 @@ def set_rng_state(state: dict) -> None:
 
 
 def save_checkpoint(path: str, *, model, tokenizer, optimizer, scheduler, state: TrainerState,
-                    teacher_state: dict, process_rng: dict, student_state: dict | None = None) -> None:
+                    teacher_state: dict, process_rng: dict, student_state: dict | None = None,
+                    source_state: list | None = None) -> None:
     """Write a complete checkpoint atomically (temp dir, then rename). `model` is the plain model;
-    `student_state`, when given, the training model's own state (e.g. MPO cores) for an exact resume."""
+    `student_state`, when given, the training model's own state (e.g. MPO cores) for an exact resume;
+    `source_state`, each process's batch-source state (MiniLLM's rollout buffer)."""
     tmp = path + ".tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)
@@ -80,7 +82,8 @@ def save_checkpoint(path: str, *, model, tokenizer, optimizer, scheduler, state:
     if tokenizer is not None:
         tokenizer.save_pretrained(tmp)
     torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "teacher": teacher_state, "rng": process_rng, "student": student_state},
+                "teacher": teacher_state, "rng": process_rng, "student": student_state,
+                "source": source_state or []},
                os.path.join(tmp, "training_state.pt"))
     state.save(os.path.join(tmp, STATE_FILE))
     replace_dir(tmp, path)

@@ -8,7 +8,11 @@ Methods plug in through three small interfaces instead of copies of this loop:
   to predict with, `load_dense_state(model, state)` loads a saved (plain) state back into the training
   model. Checkpoints then also keep the training model's own state, so a resumed run is exact;
 - a parameter loss (optional; OPDF's tensor alignment): `weights` and `loss_terms()`, a loss on the
-  student's parameters rather than on a batch, added once per optimizer step.
+  student's parameters rather than on a batch, added once per optimizer step;
+- a batch source (optional; MiniLLM's rollouts): the micro-batches of each step when they are not a
+  fixed dataset's (`DatasetBatches`, the default), see distill/batching.py;
+- an evaluator (optional; generation metrics such as Rouge-L): `evaluator(model) -> metrics` replaces
+  the per-example predictions of the eval datasets.
 
 accelerate gives devices, DDP, mixed precision and loss scaling; the batch order, gradient
 accumulation and loss normalisation are ours (see distill/objective.py for why).
@@ -32,7 +36,7 @@ from accelerate.utils import gather_object, set_seed
 from tqdm.auto import tqdm
 
 from distill.args import TrainingArguments
-from distill.batching import PaddingCollator, TokenizedDataset, TrainBatchOrder, eval_batches
+from distill.batching import DatasetBatches, PaddingCollator, TokenizedDataset, TrainBatchOrder, eval_batches
 from distill.checkpoint import (
     TrainerState,
     list_checkpoints,
@@ -78,7 +82,8 @@ class DistillationTrainer:
                  eval_datasets: dict[str, TokenizedDataset] | None = None, teacher=None,
                  compute_metrics: Callable[[np.ndarray, TokenizedDataset], dict] | None = None,
                  main_metric: str = "accuracy", greater_is_better: bool = True, tokenizer=None,
-                 model_transform=None, param_loss=None, group_by_length: bool = True):
+                 model_transform=None, param_loss=None, group_by_length: bool = True, batch_source=None,
+                 evaluator: Callable[[torch.nn.Module], dict] | None = None):
         self.args = args
         self.accelerator = accelerator
         self.objective = objective
@@ -93,6 +98,8 @@ class DistillationTrainer:
         self.model_transform = model_transform
         self.param_loss = param_loss
         self.group_by_length = group_by_length
+        self.batch_source = batch_source
+        self.evaluator = evaluator
         self.state = TrainerState()
         self.student = student.to(accelerator.device)
         self.student_inputs = forward_input_names(student)
@@ -217,10 +224,14 @@ class DistillationTrainer:
     # ------------------------------------------------------------------ training
     def train(self, resume_from: str | None = None) -> dict:
         args, acc = self.args, self.accelerator
-        order = TrainBatchOrder(self.train_dataset.lengths, args.per_device_train_batch_size, args.seed,
-                                group_by_length=self.group_by_length, world_size=acc.num_processes,
-                                rank=acc.process_index)
-        steps_per_epoch = math.ceil(order.num_batches() / args.gradient_accumulation_steps)
+        if self.batch_source is None:
+            order = TrainBatchOrder(self.train_dataset.lengths, args.per_device_train_batch_size, args.seed,
+                                    group_by_length=self.group_by_length, world_size=acc.num_processes,
+                                    rank=acc.process_index)
+            self.batch_source = DatasetBatches(self.train_dataset, self.collator, order,
+                                               args.gradient_accumulation_steps)
+        source = self.batch_source
+        steps_per_epoch = source.steps_per_epoch()
         if args.max_steps > 0:
             total_steps = args.max_steps
         else:
@@ -232,7 +243,7 @@ class DistillationTrainer:
         if acc.is_main_process and args.report_to == "tensorboard":
             from torch.utils.tensorboard import SummaryWriter
             self.tb_writer = SummaryWriter(args.logging_dir or os.path.join(args.output_dir, "runs"))
-        logger.info("training: %d examples, %d epochs, %d optimizer steps, global batch %d", len(self.train_dataset),
+        logger.info("training: %d examples, %d epochs, %d optimizer steps, global batch %d", source.num_examples,
                     num_epochs, total_steps,
                     args.per_device_train_batch_size * acc.num_processes * args.gradient_accumulation_steps)
         bar = tqdm(total=total_steps, initial=self.state.global_step, desc="train",
@@ -240,14 +251,10 @@ class DistillationTrainer:
         start, steps_run = time.time(), 0
         first_epoch = self.state.global_step // steps_per_epoch
         for epoch in range(first_epoch, num_epochs):
-            batches = order.epoch_batches(epoch)
-            steps = [batches[i:i + args.gradient_accumulation_steps]
-                     for i in range(0, len(batches), args.gradient_accumulation_steps)]
             done_in_epoch = self.state.global_step - epoch * steps_per_epoch
-            for step_batches in steps[done_in_epoch:]:
+            for micro in source.epoch_steps(epoch, done_in_epoch, self):
                 if self.state.global_step >= total_steps:
                     break
-                micro = [self.collator([self.train_dataset[i] for i in idx]) for idx in step_batches]
                 logs = self.optimizer_step(micro)
                 self.state.global_step += 1
                 self.state.epoch = self.state.global_step / steps_per_epoch
@@ -259,7 +266,7 @@ class DistillationTrainer:
         bar.close()
         runtime = time.time() - start
         self._finish_training()
-        metrics = {"train_runtime": round(runtime, 3), "train_samples": len(self.train_dataset),
+        metrics = {"train_runtime": round(runtime, 3), "train_samples": source.num_examples,
                    "train_steps_per_second": round(steps_run / max(runtime, 1e-9), 3),
                    "train_loss": self.state.train_loss_sum / max(self.state.global_step, 1),
                    "epoch": round(self.state.epoch, 4),
@@ -283,7 +290,7 @@ class DistillationTrainer:
         end_of_epoch = step % steps_per_epoch == 0
         strategy = args.resolved_eval_strategy()
         due = last or (step % args.eval_steps == 0 if strategy == "steps" else end_of_epoch)
-        if strategy != "no" and self.eval_datasets and due:
+        if strategy != "no" and (self.eval_datasets or self.evaluator is not None) and due:
             self._evaluate_and_track_best()
         save_every = args.save_steps or (args.eval_steps if strategy == "steps" else None)
         if last or (step % save_every == 0 if save_every else end_of_epoch):
@@ -326,12 +333,17 @@ class DistillationTrainer:
     def _save_checkpoint(self) -> None:
         acc = self.accelerator
         acc.wait_for_everyone()
+        # A batch source's state (MiniLLM's rollout buffer) differs per process: keep every process's.
+        source_states = [self.batch_source.state_dict()] if self.batch_source is not None else []
+        if acc.num_processes > 1:
+            source_states = gather_object(source_states)
         if acc.is_main_process:
             path = os.path.join(self.args.output_dir, f"checkpoint-{self.state.global_step}")
             save_checkpoint(path, model=self._model_to_save(), tokenizer=self.tokenizer, optimizer=self.optimizer,
                             scheduler=self.scheduler, state=self.state,
                             teacher_state=self.teacher.state_dict() if self.teacher is not None else {},
-                            process_rng=rng_state(), student_state=self._training_model_state())
+                            process_rng=rng_state(), student_state=self._training_model_state(),
+                            source_state=source_states)
             rotate_checkpoints(self.args.output_dir, self.args.save_total_limit)
         acc.wait_for_everyone()
 
@@ -368,6 +380,8 @@ class DistillationTrainer:
         if self.teacher is not None:
             self.teacher.load_state_dict(training["teacher"])
         set_rng_state(training["rng"])
+        if training.get("source"):
+            self.batch_source.load_state_dict(training["source"][self.accelerator.process_index])
         self.state = state
         logger.info("resumed from %s at step %d", path, state.global_step)
 
@@ -424,6 +438,9 @@ class DistillationTrainer:
         metrics = {}
         if model is None and self.model_transform is not None:
             model = self._model_to_save()  # export once for every eval set
+        if self.evaluator is not None and datasets is None:
+            values = self.evaluator(model if model is not None else self.unwrapped_student)
+            return {f"{prefix}{k}": v for k, v in values.items()}
         for suffix, dataset in (self.eval_datasets if datasets is None else datasets).items():
             predictions = self.predict(dataset, model)
             values = {}

@@ -50,9 +50,21 @@ class Documents:
 
 
 # ---------------------------------------------------------------------------------------------- reading
+# Dolly rows become prompts with the template of the MiniLLM/Alpaca code, so models trained there and
+# here see the same text.
+DOLLY_TEMPLATE = ("Below is an instruction that describes a task. Write a response that appropriately completes "
+                  "the request.\n\n### Instruction:\n{instruction}\n\n{context}### Response:\n")
+
+
+def dolly_prompt(instruction: str, context: str = "") -> str:
+    return DOLLY_TEMPLATE.format(instruction=instruction.strip(),
+                                 context=f"### Input:\n{context.strip()}\n\n" if context.strip() else "")
+
+
 def read_records(path: str) -> list[dict]:
-    """Documents of a file: .jsonl rows ({'text'} or {'prompt', 'response'}), or plain text where blank
-    lines separate documents (each keeps its line breaks)."""
+    """Documents of a file: .jsonl rows ({'text'}, {'prompt', 'response'} or Dolly's {'instruction',
+    'context', 'response'}; an optional 'references' list gives extra references for evaluation), or
+    plain text where blank lines separate documents (each keeps its line breaks)."""
     if not os.path.isfile(path):
         raise UsageError(f"data file not found: {path}; pass a .txt or .jsonl file (--train_file/--data_file)")
     if path.endswith(".jsonl"):
@@ -78,12 +90,16 @@ def _read_jsonl(path: str) -> list[dict]:
                 raise UsageError(f"{path} line {n} is not valid JSON ({e.msg}); one JSON object per line") from None
             if isinstance(row, dict) and isinstance(row.get("text"), str):
                 records.append({"text": row["text"]})
-            elif isinstance(row, dict) and isinstance(row.get("prompt"), str) and isinstance(row.get("response"), str):
-                records.append({"prompt": row["prompt"], "response": row["response"]})
+            elif isinstance(row, dict) and isinstance(row.get("response"), str) and (
+                    isinstance(row.get("prompt"), str) or isinstance(row.get("instruction"), str)):
+                prompt = row["prompt"] if isinstance(row.get("prompt"), str) else dolly_prompt(
+                    row["instruction"], row.get("context") or "")
+                records.append({"prompt": prompt, "response": row["response"]}
+                               | ({"references": list(row["references"])} if row.get("references") else {}))
             else:
                 found = sorted(row) if isinstance(row, dict) else type(row).__name__
-                raise UsageError(f"{path} line {n}: need a 'text' field or 'prompt' and 'response' fields, found "
-                                 f"{found}")
+                raise UsageError(f"{path} line {n}: need a 'text' field, or 'prompt' (or Dolly's 'instruction' and "
+                                 f"'context') and 'response' fields, found {found}")
     if not records:
         raise UsageError(f"{path} holds no examples; pass a non-empty jsonl file")
     kinds = {"text" in r for r in records}
@@ -155,11 +171,17 @@ def file_content_key(path: str) -> str:
 def split_documents(docs: Documents, validation_percentage: float) -> tuple[Documents, Documents]:
     """(train, held-out): the held-out part is the LAST documents, contiguous, so that no passage has
     its neighbours on the other side (a random split of adjacent paragraphs leaks context)."""
-    n_val = int(round(len(docs) * validation_percentage / 100.0))
-    if validation_percentage > 0 and not 0 < n_val < len(docs):
-        raise UsageError(f"--validation_split_percentage {validation_percentage} of {len(docs)} documents leaves "
-                         "an empty split; change it or pass --validation_file")
+    n_val = held_out_count(len(docs), validation_percentage)
     return docs.subset(0, len(docs) - n_val), docs.subset(len(docs) - n_val, len(docs))
+
+
+def held_out_count(n: int, validation_percentage: float) -> int:
+    """How many of the last of n documents (or records) are held out."""
+    n_val = int(round(n * validation_percentage / 100.0))
+    if validation_percentage > 0 and not 0 < n_val < n:
+        raise UsageError(f"--validation_split_percentage {validation_percentage} of {n} documents leaves "
+                         "an empty split; change it or pass --validation_file")
+    return n_val
 
 
 def token_counts(docs: Documents, vocab_size: int, cache_path: str | None = None) -> np.ndarray:

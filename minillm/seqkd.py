@@ -1,0 +1,66 @@
+"""SeqKD (Kim & Rush 2016) for LMs: the teacher answers every training prompt once, the student is
+fine-tuned on those answers (optionally with token-level KD on top, which is what the released
+MiniLLM "SeqKD" scripts ran). The answers are stored as jsonl and reused by the next run with the
+same teacher, prompts and sampling settings."""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+
+import torch
+
+from distill.errors import UsageError
+from minillm.sampling import sample
+
+logger = logging.getLogger(__name__)
+
+
+def teacher_fingerprint(teacher_path: str) -> str:
+    """Identifies the teacher's weights: the hash of a local dir's weight files, else the Hub id."""
+    h = hashlib.sha256(teacher_path.encode() if not os.path.isdir(teacher_path) else b"")
+    if os.path.isdir(teacher_path):
+        for name in sorted(os.listdir(teacher_path)):
+            if name.endswith((".safetensors", ".bin")):
+                with open(os.path.join(teacher_path, name), "rb") as f:
+                    for block in iter(lambda: f.read(1 << 22), b""):
+                        h.update(block)
+    return h.hexdigest()
+
+
+def responses_key(teacher_path: str, prompts: list[list[int]], sampling: dict, seed: int) -> str:
+    settings = {k: v for k, v in sorted(sampling.items())}
+    return hashlib.sha256(json.dumps([teacher_fingerprint(teacher_path), prompts, settings, seed]).encode()
+                          ).hexdigest()[:24]
+
+
+def teacher_responses(teacher, tokenizer, records: list[dict], prompts: list[list[int]], *, path: str, key: str,
+                      sampling: dict, seed: int, batch_size: int) -> list[dict]:
+    """{'prompt', 'response', 'seqkd_key'} rows with the teacher's responses: read from `path` when it
+    was made with `key`, else sampled (seeded) and written there atomically. The file is an ordinary
+    prompt/response jsonl (usable as --train_file); 'seqkd_key' records what made it."""
+    if os.path.isfile(path):
+        with open(path, encoding="utf-8") as f:
+            rows = [json.loads(line) for line in f if line.strip()]
+        if rows and all(r.get("seqkd_key") == key for r in rows) and len(rows) == len(records):
+            logger.info("SeqKD: %d teacher responses reused from %s", len(rows), path)
+            return rows
+        raise UsageError(f"--seqkd_file {path} holds responses of another teacher, prompt set or sampling setting; "
+                         "delete it or pass another --seqkd_file")
+    device = next(teacher.parameters()).device
+    generator = torch.Generator(device=device).manual_seed(seed)
+    rows, eos = [], sampling.get("eos_id")
+    for start in range(0, len(prompts), batch_size):
+        out = sample(teacher, prompts[start:start + batch_size], generator=generator, **sampling)
+        for record, ids in zip(records[start:start + batch_size], out.responses()):
+            ids = ids[:-1] if ids and ids[-1] == eos else ids
+            rows.append({"prompt": record["prompt"], "response": tokenizer.decode(ids, skip_special_tokens=True),
+                         "seqkd_key": key})
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path + ".tmp", "w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    os.replace(path + ".tmp", path)
+    logger.info("SeqKD: the teacher answered %d prompts; stored in %s", len(rows), path)
+    return rows

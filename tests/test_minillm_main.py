@@ -1,0 +1,166 @@
+"""train_lm_distill.py --method minillm / seqkd, and Rouge-L evaluation, end to end on tiny models."""
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+from conftest import assert_same_run, crash_at_step
+
+import minillm.rollouts
+import minillm.seqkd
+import train_lm_distill
+from distill.toy import build_bpe_tokenizer, build_gpt2, toy_sentence
+from lm.data import read_records
+
+
+def read_json(path):
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def read_jsonl(path):
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def run_ok(*argv):
+    assert train_lm_distill.main([str(a) for a in argv]) == 0
+
+
+def run_error(capsys, *argv) -> str:
+    code = train_lm_distill.main([str(a) for a in argv])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and err and err[-1].startswith("error: "), err
+    return err[-1]
+
+
+@pytest.fixture(scope="module")
+def gen(tmp_path_factory):
+    """Prompt/response jsonl (and the same rows in Dolly's format), a plain corpus, a BPE tokenizer, a
+    2-layer GPT-2 teacher and a 1-layer student."""
+    root = tmp_path_factory.mktemp("gen")
+    rng = random.Random(0)
+    rows = [{"prompt": toy_sentence(rng)[0] + " .\n", "response": toy_sentence(rng)[0] + " ."} for _ in range(40)]
+    with open(root / "pr.jsonl", "w") as f:
+        f.writelines(json.dumps(r) + "\n" for r in rows)
+    with open(root / "dolly.jsonl", "w") as f:
+        f.writelines(json.dumps({"instruction": r["prompt"], "context": "c" if i % 2 else "",
+                                 "response": r["response"]}) + "\n" for i, r in enumerate(rows))
+    docs = [r["prompt"] + r["response"] for r in rows]
+    (root / "corpus.txt").write_text("\n\n".join(docs) + "\n", encoding="utf-8")
+    tok = build_bpe_tokenizer(str(root / "bpe"), docs, vocab_size=260)
+    teacher = build_gpt2(str(root / "teacher"), tok, layers=2, hidden=32, heads=2, max_positions=64, seed=1)
+    student = build_gpt2(str(root / "student"), tok, layers=1, hidden=32, heads=2, max_positions=64, seed=2)
+    return {"root": root, "pr": str(root / "pr.jsonl"), "dolly": str(root / "dolly.jsonl"),
+            "corpus": str(root / "corpus.txt"), "teacher": teacher, "student": student, "cache": str(root / "cache")}
+
+
+def common(gen, out, *extra):
+    return ["--model_name_or_path", gen["student"], "--train_file", gen["pr"], "--output_dir", out,
+            "--validation_split_percentage", 10, "--max_seq_length", 48, "--max_prompt_length", 24,
+            "--max_new_tokens", 10, "--eval_seeds", "1,2", "--per_device_train_batch_size", 4,
+            "--per_device_eval_batch_size", 8, "--data_cache_dir", gen["cache"], "--disable_tqdm",
+            "--learning_rate", 1e-3, "--logging_steps", 1, *extra]
+
+
+def minillm_args(gen, out, *extra):
+    return common(gen, out, "--method", "minillm", "--teacher_name_or_path", gen["teacher"], "--lm_train_file",
+                  gen["corpus"], "--num_rollouts", 8, "--chunk_size", 4, "--ppo_epochs", 2, "--max_steps", 6, *extra)
+
+
+def test_minillm_end_to_end(gen, tmp_path):
+    out = tmp_path / "minillm"
+    run_ok(*minillm_args(gen, out))
+    results = read_json(out / "eval_results.json")
+    assert {"eval_rougeL", "eval_exact_match", "eval_rougeL_std", "teacher_eval_rougeL"} <= set(results)
+    assert results["eval_samples"] == 4  # the last 10 % of 40 prompts
+    generations = read_jsonl(out / "eval_generations.jsonl")
+    assert len(generations) == 2 * 4 and {g["seed"] for g in generations} == {1, 2}
+    log = [e for e in read_json(out / "trainer_state.json")["log_history"] if "loss/total" in e]
+    assert len(log) == 6  # 8 rollouts / batch 4 × 2 PPO passes = 4 steps per collection; 2 collections
+    first = log[0]
+    assert first["loss/total"] == pytest.approx(
+        first["loss/pg"] + first["loss/reg"] + 0.5 * first["loss/lm"] + 0.5 * first["loss/kd"], rel=1e-4)
+    assert first["loss/reg"] > 0 and first["loss/kd"] > 0
+
+
+def test_minillm_resumed_inside_a_collection_equals_uninterrupted(gen, tmp_path, monkeypatch):
+    argv = minillm_args(gen, None, "--save_steps", 1, "--report_to", "none")
+    full = [str(a) if a is not None else str(tmp_path / "full") for a in argv]
+    run_ok(*full)
+    resumed = [str(a) if a is not None else str(tmp_path / "resumed") for a in argv]
+    # step 6 is the 2nd step of collection 1: the resumed run must reuse that collection's rollouts
+    crash_at_step(monkeypatch, train_lm_distill.main, resumed, step=6)
+    calls = []
+    real_collect = minillm.rollouts.RolloutSource.collect
+    monkeypatch.setattr(minillm.rollouts.RolloutSource, "collect",
+                        lambda self, c, t: calls.append(c) or real_collect(self, c, t))
+    run_ok(*resumed)
+    assert calls == []  # nothing re-sampled: the buffer came from checkpoint-5
+    assert_same_run(tmp_path / "full", tmp_path / "resumed")
+
+
+def test_seqkd_writes_reuses_and_trains_on_teacher_responses(gen, tmp_path, monkeypatch):
+    store = tmp_path / "seqkd.jsonl"
+    argv = common(gen, tmp_path / "a", "--method", "seqkd", "--teacher_name_or_path", gen["teacher"],
+                  "--seqkd_file", store, "--max_steps", 3, "--report_to", "none")
+    run_ok(*argv)
+    rows = read_jsonl(store)
+    train_prompts = [r["prompt"] for r in read_records(gen["pr"])][:36]
+    assert [r["prompt"] for r in rows] == train_prompts  # every training prompt, none held out
+    assert len({r["seqkd_key"] for r in rows}) == 1 and all(isinstance(r["response"], str) for r in rows)
+    assert read_records(str(store))[0]["prompt"] == train_prompts[0]  # a plain prompt/response file
+    log = read_json(tmp_path / "a" / "trainer_state.json")["log_history"]
+    assert "loss/kd" not in log[0]  # pure SeqKD: the teacher only wrote the data
+
+    def no_sampling(*a, **k):
+        raise AssertionError("the stored responses should have been reused")
+    monkeypatch.setattr(minillm.seqkd, "sample", no_sampling)
+    run_ok(*common(gen, tmp_path / "b", "--method", "seqkd", "--teacher_name_or_path", gen["teacher"],
+                   "--seqkd_file", store, "--max_steps", 3, "--kd_ratio", 0.5, "--report_to", "none"))
+    assert "loss/kd" in read_json(tmp_path / "b" / "trainer_state.json")["log_history"][0]  # SeqKD + token KD
+    # the same file asked for with other sampling settings is refused, not silently reused
+    monkeypatch.undo()
+
+
+def test_seqkd_file_from_other_settings_is_refused(gen, tmp_path, capsys):
+    store = tmp_path / "seqkd.jsonl"
+    base = common(gen, tmp_path / "a", "--method", "seqkd", "--teacher_name_or_path", gen["teacher"],
+                  "--seqkd_file", store, "--max_steps", 1, "--report_to", "none")
+    run_ok(*base)
+    before = store.read_bytes()
+    err = run_error(capsys, *common(gen, tmp_path / "b", "--method", "seqkd", "--teacher_name_or_path",
+                                    gen["teacher"], "--seqkd_file", store, "--max_steps", 1, "--top_p", 0.5))
+    assert "--seqkd_file" in err and "another teacher" in err
+    assert store.read_bytes() == before
+
+
+def test_sft_selected_on_rouge_l_and_dolly_rows(gen, tmp_path):
+    out = tmp_path / "sft"
+    run_ok(*common(gen, out, "--eval_metric", "rougeL", "--max_steps", 4, "--eval_steps", 2, "--eval_strategy",
+                   "steps", "--report_to", "none"))
+    state = read_json(out / "trainer_state.json")
+    assert [e["step"] for e in state["log_history"] if "eval_rougeL" in e] == [2, 4]
+    assert state["best_step"] in (2, 4)
+    records = read_records(gen["dolly"])
+    assert records[0]["prompt"].startswith("Below is an instruction") and "### Input:\nc" in records[1]["prompt"]
+    assert [r["response"] for r in records] == [r["response"] for r in read_records(gen["pr"])]
+
+
+@pytest.mark.parametrize("extra,expected", [
+    (["--method", "minillm"], "needs a teacher"),
+    (["--method", "distill"], "--method 'distill' is unknown"),
+    (["--method", "minillm", "--teacher_name_or_path", "T", "--mlm"], "need a causal LM"),
+    (["--method", "minillm", "--teacher_name_or_path", "T", "--num_rollouts", 6], "multiple of the global batch"),
+    (["--method", "minillm", "--teacher_name_or_path", "T", "--max_prompt_length", 60], "exceeds the model's 64"),
+    (["--method", "minillm", "--teacher_name_or_path", "T", "--train_file", "CORPUS"], "holds plain text"),
+    (["--eval_seeds", "a,b", "--eval_metric", "rougeL"], "--eval_seeds"),
+    (["--teacher_mix_alpha", "1.5", "--method", "minillm", "--teacher_name_or_path", "T"], "--teacher_mix_alpha"),
+])
+def test_bad_generation_flags_are_refused_in_one_line(gen, tmp_path, capsys, extra, expected):
+    extra = [gen["teacher"] if a == "T" else gen["corpus"] if a == "CORPUS" else a for a in extra]
+    out = tmp_path / "out"
+    err = run_error(capsys, *common(gen, out, "--max_steps", 1, *extra))
+    assert expected in err, err
+    assert not out.exists() or not any(out.iterdir())
