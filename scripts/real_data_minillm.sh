@@ -41,7 +41,7 @@ for stage in "$@"; do
     test)
       for model in teacher_sft sft kd seqkd minillm; do
         $PY train_lm_distill.py --do_eval --model_name_or_path "$OUT/$model" --validation_file "$D/test.jsonl" \
-          --eval_metric rougeL "${GEN[@]}" --output_dir "$OUT/test_$model" --overwrite_output_dir --report_to none
+          --eval_metric rougeL --max_seq_length 128 "${GEN[@]}" --output_dir "$OUT/test_$model" --overwrite_output_dir --report_to none
       done ;;
     *) echo "unknown stage $stage" >&2; exit 2 ;;
   esac

@@ -6,6 +6,7 @@ import random
 
 import pytest
 from conftest import assert_same_run, crash_at_step
+from test_train_lm_distill import read_json, run_error, run_ok
 
 import minillm.rollouts
 import minillm.seqkd
@@ -14,25 +15,9 @@ from distill.toy import build_bpe_tokenizer, build_gpt2, toy_sentence
 from lm.data import read_records
 
 
-def read_json(path):
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
-
-
 def read_jsonl(path):
     with open(path, encoding="utf-8") as f:
         return [json.loads(line) for line in f if line.strip()]
-
-
-def run_ok(*argv):
-    assert train_lm_distill.main([str(a) for a in argv]) == 0
-
-
-def run_error(capsys, *argv) -> str:
-    code = train_lm_distill.main([str(a) for a in argv])
-    err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2 and err and err[-1].startswith("error: "), err
-    return err[-1]
 
 
 @pytest.fixture(scope="module")
