@@ -108,16 +108,15 @@ def run(argv: list[str] | None = None) -> dict:
                                              accelerator, loss_args.kd_chunk_size, loss_args.kd_ratio)
         logger.info("MiniLLM: %d prompts, loss weights %s", len(source.prompts), objective.weights)
     else:
+        docs = None  # (evaluating Rouge-L alone needs the prompts only)
         if method == "seqkd":
             docs = seqkd_documents(mini, data_args, model_args, tokenizer, teacher_strategy.model, sampling,
                                    train_args.seed, mini.chunk_size)
-        elif train_args.do_train or metric == "perplexity":  # (evaluating Rouge-L alone needs prompts only)
+        elif train_args.do_train or metric == "perplexity":
             docs = load_documents(data_args, tokenizer, mlm, model_args.cache_dir)
-        if mlm:
-            train, val, collator = masked_lm_data(*docs, data_args, loss_args, tokenizer, train_args.seed)
-        elif method == "seqkd" or train_args.do_train or metric == "perplexity":
-            train, val, collator = causal_lm_data(*docs, data_args, pad_id)
-        if train is not None:
+        if docs is not None:
+            train, val, collator = (masked_lm_data(*docs, data_args, loss_args, tokenizer, train_args.seed) if mlm
+                                    else causal_lm_data(*docs, data_args, pad_id))
             logger.info("%s: %d training sequences, %d held-out; loss weights %s, τ = %g, divergence %s",
                         "masked LM" if mlm else "causal LM", len(train), len(val) if val else 0, weights,
                         loss_args.resolved_temperature(), loss_args.kd_loss)

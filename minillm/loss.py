@@ -98,9 +98,7 @@ class _TokenLogProbs(torch.autograd.Function):
             s = rows.index_select(0, idx)[:, :v].to(lse.dtype)  # (c, V)
             chunk = -g[:, None] * torch.exp(s - lse[start:start + c, None])  # −g·softmax
             chunk.scatter_add_(1, y[start:start + c, None], g[:, None])  # + g at the target
-            full = torch.zeros((idx.numel(), rows.shape[1]), dtype=rows.dtype, device=rows.device)
-            full[:, :v] = chunk.to(rows.dtype)
-            grad.index_copy_(0, idx, full)
+            grad[:, :v].index_copy_(0, idx, chunk.to(rows.dtype))  # padding columns stay 0
         return grad.view_as(logits), None, None, None, None
 
 
@@ -166,8 +164,9 @@ class MiniLLMObjective(Objective):
         logq = token_logprobs(s_logits, rl, targets, self.chunk_size, self.vocab_size)  # (n,)
         sums = {"pg": clipped_policy_loss(logq, at("old_logprobs"), at("log_w"), at("advantages"),
                                           self.cliprange).sum(),
-                "reg": chunked_divergence_sum(s_logits, t_logits, rl, self.reverse_kl, self.chunk_size,
-                                              self.vocab_size)}
+                # Without --single_step_reg the term is only logged: no gradient pass over the vocabulary.
+                "reg": chunked_divergence_sum(s_logits if self.weights["reg"] else s_logits.detach(), t_logits, rl,
+                                              self.reverse_kl, self.chunk_size, self.vocab_size)}
         if "lm" in self.weights:
             sums["lm"] = chunked_cross_entropy_sum(s_logits, lm, targets, self.chunk_size, self.vocab_size)
         if "kd" in self.weights:
