@@ -7,7 +7,8 @@ with one, it is distilled with Hinton KD: L = α_kd·τ²·KL(p_t^τ‖p_s^τ) +
 the student's quiz loss (LGTM); see lgtm/. --use_opdf over-parameterises the student while it trains
 (MPO cores, aligned to the teacher's), on top of any of these; see opdf/. The one-to-one paper's
 flags (--alpha_ce --alpha_glue --alpha_corr --alpha_mse --alpha_cos --do_mask) add feature losses on
-the last hidden states; see features/.
+the last hidden states; see features/. --ta_models runs any of these as a teacher-assistant chain
+(TAKD): teacher -> TA_1 -> ... -> student, one full run per stage; see takd/.
 
     python run_glue.py --model_name_or_path <student> --teacher_model <teacher> --task_name rte \
         --data_dir glue_data/RTE --do_train --do_eval --output_dir out
@@ -39,14 +40,24 @@ from lgtm.args import TeacherLearningArguments
 from lgtm.build import make_learning_teacher, split_quiz_data, zero_output_layer
 from opdf.args import OPDFArguments
 from opdf.build import make_opdf
+from takd.args import TAKDArguments
+from takd.chain import ChainSpec, run_chain
 
 logger = logging.getLogger("run_glue")
 
 
+FLAGS = (ModelArguments, DataArguments, TrainingArguments, DistillationArguments, TeacherLearningArguments,
+         OPDFArguments, GlueFeatureArguments, TAKDArguments)
+# In a TA chain, an assistant's stage replaces the flags that define the student.
+CHAIN = ChainSpec(student_fields=("model_name_or_path", "config_name", "num_layers", "student_layers"))
+
+
 def run(argv: list[str] | None = None) -> dict:
-    model_args, data_args, train_args, kd_args, teacher_args, opdf_args, feature_args = parse_command_line(
-        (ModelArguments, DataArguments, TrainingArguments, DistillationArguments, TeacherLearningArguments,
-         OPDFArguments, GlueFeatureArguments), argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parsed = parse_command_line(FLAGS, argv)
+    model_args, data_args, train_args, kd_args, teacher_args, opdf_args, feature_args, takd_args = parsed
+    if takd_args.ta_models:  # teacher -> assistants -> student: this function once per stage
+        return run_chain(run, argv, FLAGS, parsed, CHAIN)
     train_args.validate()
     kd_args.validate()
     opdf_args.validate()
@@ -124,8 +135,8 @@ def run(argv: list[str] | None = None) -> dict:
         model_transform=transform, param_loss=align_loss, group_by_length=data_args.group_by_length)
 
     results = train_and_evaluate(trainer, resume_from)
-    if train_args.do_eval and teacher is not None and teacher.learns and train_args.do_train:
-        # the best teacher, saved in teacher/
+    if train_args.do_eval and teacher is not None and train_args.do_train:
+        # on the same dev set, for reference (a teacher that learns: its best version, saved in teacher/)
         teacher_metrics = trainer.evaluate(teacher.model, prefix="teacher_eval_")
         trainer.save_metrics("teacher_eval", teacher_metrics)
         results.update(teacher_metrics)

@@ -17,7 +17,8 @@ causal LMs, on the shared trainer). Without a teacher the student is trained on 
         --train_file dolly.jsonl --lm_train_file corpus.txt --output_dir out
 
 The loss terms are in lm/objective.py, the divergences in losses/token_kd.py, the data in lm/data.py;
-MiniLLM, SeqKD and the Rouge-L evaluation in minillm/.
+MiniLLM, SeqKD and the Rouge-L evaluation in minillm/. --ta_models runs any method as a teacher-assistant
+chain (TAKD, takd/).
 """
 from __future__ import annotations
 
@@ -43,17 +44,32 @@ from minillm.build import (
     sampling_settings,
     seqkd_documents,
 )
+from takd.args import TAKDArguments
+from takd.chain import ChainSpec, run_chain
 
 logger = logging.getLogger("train_lm_distill")
 
 
+FLAGS = (LMModelArguments, LMDataArguments, TrainingArguments, LMLossArguments, LaunchArguments, MiniLLMArguments,
+         GenerationArguments, TAKDArguments)
+# In a TA chain, an assistant's stage replaces the flags that define the student; --teacher_type
+# describes the chain's first teacher only.
+CHAIN = ChainSpec(
+    student_fields=("model_name_or_path", "student_config", "student_pretrained_weights", "student_layers",
+                    "student_type"),
+    first_teacher_fields=("teacher_type",),
+    refused=(("seqkd_file", "every stage's teacher writes its own responses; drop it (they are cached per teacher "
+                            "in --data_cache_dir)"),))
+
+
 def run(argv: list[str] | None = None) -> dict:
     argv = translate_original_flags(sys.argv[1:] if argv is None else list(argv))
-    model_args, data_args, train_args, loss_args, launch, mini, generation = parse_command_line(
-        (LMModelArguments, LMDataArguments, TrainingArguments, LMLossArguments, LaunchArguments, MiniLLMArguments,
-         GenerationArguments), argv)
+    parsed = parse_command_line(FLAGS, argv)
+    model_args, data_args, train_args, loss_args, launch, mini, generation, takd_args = parsed
     if not (train_args.do_train or train_args.do_eval or train_args.do_predict):
         train_args.do_train = train_args.do_eval = True  # the original pipeline's command just trains
+    if takd_args.ta_models:  # teacher -> assistants -> student: this function once per stage
+        return run_chain(run, argv, FLAGS, parsed, CHAIN)
     if train_args.do_predict:
         raise UsageError("--do_predict: an LM has no test-server file; --do_eval reports held-out perplexity")
     launch.apply(train_args)

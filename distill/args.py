@@ -18,7 +18,6 @@ from distill.errors import UsageError
 
 # Flags of methods whose issues have not landed yet: refused by name instead of "unrecognized".
 NOT_YET_IMPLEMENTED = {
-    "ta_models": "TAKD (teacher assistants)",
     "cache_teacher_outputs": "teacher-output caching",
 }
 
@@ -207,8 +206,8 @@ def _refuse_unbuilt_flags(names: list[str]) -> None:
         key = name.lstrip("-").split("=")[0]
         if key in NOT_YET_IMPLEMENTED:
             raise UsageError(f"--{key} belongs to {NOT_YET_IMPLEMENTED[key]}, which this version does not "
-                             "implement yet; drop the flag (fine-tuning, KD, ProKT, LGTM, OPDF and feature losses "
-                             "are available)")
+                             "implement yet; drop the flag (fine-tuning, KD, ProKT, LGTM, OPDF, feature losses and TA "
+                             "chains are available)")
 
 
 def _aliases(dataclass_types) -> dict[str, str]:

@@ -23,8 +23,11 @@ def start_run(train_args) -> tuple[str | None, object]:
 
 
 def train_and_evaluate(trainer, resume_from: str | None) -> dict:
-    """--do_train: train, save the best model and train_results.json; --do_eval: eval_results.json."""
-    args, results = trainer.args, {}
+    """--do_train: train, save the best model and train_results.json; --do_eval: eval_results.json.
+    Returns the metrics, plus the name of the metric models are selected on."""
+    args = trainer.args
+    # what the run selected its model on (a TA chain reports it per stage)
+    results = {"main_metric": trainer.main_metric, "greater_is_better": trainer.greater_is_better}
     if args.do_train:
         train_metrics = trainer.train(resume_from)
         trainer.save_model()

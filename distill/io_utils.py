@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -46,3 +47,15 @@ def replace_dir(tmp_dir: str, final_dir: str) -> None:
     os.replace(tmp_dir, final_dir)
     if old:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def weights_fingerprint(model_path: str) -> str:
+    """Identifies a model's weights: the sha256 of a local dir's weight files, else of the Hub id."""
+    h = hashlib.sha256(model_path.encode() if not os.path.isdir(model_path) else b"")
+    if os.path.isdir(model_path):
+        for name in sorted(os.listdir(model_path)):
+            if name.endswith((".safetensors", ".bin")):
+                with open(os.path.join(model_path, name), "rb") as f:
+                    for block in iter(lambda: f.read(1 << 22), b""):
+                        h.update(block)
+    return h.hexdigest()

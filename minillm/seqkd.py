@@ -12,26 +12,15 @@ import os
 import torch
 
 from distill.errors import UsageError
+from distill.io_utils import weights_fingerprint
 from minillm.sampling import sample
 
 logger = logging.getLogger(__name__)
 
 
-def teacher_fingerprint(teacher_path: str) -> str:
-    """Identifies the teacher's weights: the hash of a local dir's weight files, else the Hub id."""
-    h = hashlib.sha256(teacher_path.encode() if not os.path.isdir(teacher_path) else b"")
-    if os.path.isdir(teacher_path):
-        for name in sorted(os.listdir(teacher_path)):
-            if name.endswith((".safetensors", ".bin")):
-                with open(os.path.join(teacher_path, name), "rb") as f:
-                    for block in iter(lambda: f.read(1 << 22), b""):
-                        h.update(block)
-    return h.hexdigest()
-
-
 def responses_key(teacher_path: str, prompts: list[list[int]], sampling: dict, seed: int) -> str:
     settings = {k: v for k, v in sorted(sampling.items())}
-    return hashlib.sha256(json.dumps([teacher_fingerprint(teacher_path), prompts, settings, seed]).encode()
+    return hashlib.sha256(json.dumps([weights_fingerprint(teacher_path), prompts, settings, seed]).encode()
                           ).hexdigest()[:24]
 
 

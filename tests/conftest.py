@@ -36,6 +36,20 @@ def toy(tmp_path_factory):
     return paths
 
 
+def toy_lm_corpus(root, n_docs=120, seed=0):
+    """A text corpus of toy documents (1-4 sentences, blank-line separated) at root/corpus.txt, and a BPE
+    tokenizer trained on it at root/bpe: (corpus path, tokenizer)."""
+    import random
+
+    from distill.toy import build_bpe_tokenizer, toy_sentence
+    rng = random.Random(seed)
+    docs = ["\n".join(toy_sentence(rng)[0] + " ." for _ in range(rng.randint(1, 4))) for _ in range(n_docs)]
+    corpus = os.path.join(root, "corpus.txt")
+    with open(corpus, "w", encoding="utf-8") as f:
+        f.write("\n\n".join(docs) + "\n")
+    return corpus, build_bpe_tokenizer(os.path.join(root, "bpe"), docs, vocab_size=260)
+
+
 def no_dropout_bert(path, **overrides):
     """A toy BERT classifier without dropout, so that runs can be compared step by step."""
     from transformers import BertForSequenceClassification

@@ -7,7 +7,7 @@ import random
 
 import pytest
 import torch
-from conftest import assert_same_run, crash_at_step
+from conftest import assert_same_run, crash_at_step, toy_lm_corpus
 from safetensors.torch import load_file
 
 import train_lm_distill
@@ -37,11 +37,7 @@ def lm(tmp_path_factory):
     """A toy corpus (documents of toy sentences), a BPE tokenizer, a 2-layer GPT-2 and a BERT MLM teacher."""
     from transformers import BertConfig, BertForMaskedLM
     root = tmp_path_factory.mktemp("lm")
-    rng = random.Random(0)
-    docs = ["\n".join(toy_sentence(rng)[0] + " ." for _ in range(rng.randint(1, 4))) for _ in range(120)]
-    corpus = root / "corpus.txt"
-    corpus.write_text("\n\n".join(docs) + "\n", encoding="utf-8")
-    bpe = build_bpe_tokenizer(str(root / "bpe"), docs, vocab_size=260)
+    corpus, bpe = toy_lm_corpus(str(root))
     gpt2 = build_gpt2(str(root / "gpt2"), bpe, layers=2, hidden=32, heads=2, max_positions=64, seed=1)
     from distill.toy import build_tokenizer
     word_tok = build_tokenizer(str(root / "words"))
@@ -53,7 +49,7 @@ def lm(tmp_path_factory):
     student_cfg = root / "distilbert.json"  # the original pipeline's config style: no model_type
     student_cfg.write_text(json.dumps({"vocab_size": len(word_tok), "dim": 32, "n_layers": 2, "n_heads": 2,
                                        "hidden_dim": 64, "max_position_embeddings": 64, "dropout": 0.1}))
-    return {"root": root, "corpus": str(corpus), "gpt2": gpt2, "bert": str(root / "bert"),
+    return {"root": root, "corpus": corpus, "gpt2": gpt2, "bert": str(root / "bert"),
             "distilbert_cfg": str(student_cfg), "cache": str(root / "cache")}
 
 
