@@ -210,7 +210,7 @@ def _refuse_unbuilt_flags(names: list[str]) -> None:
                              "chains are available)")
 
 
-def _aliases(dataclass_types) -> dict[str, str]:
+def flag_aliases(dataclass_types) -> dict[str, str]:
     """Alias (without dashes) -> field name, from the fields' `aliases` metadata."""
     table = {}
     for dc in dataclass_types:
@@ -233,7 +233,7 @@ def parse_command_line(dataclass_types, argv: list[str] | None = None):
             except json.JSONDecodeError as e:
                 raise UsageError(f"{argv[0]} is not valid JSON ({e.msg} at line {e.lineno})") from None
         _refuse_unbuilt_flags(list(raw))
-        aliases = _aliases(dataclass_types)
+        aliases = flag_aliases(dataclass_types)
         raw = {aliases.get(k, k): v for k, v in raw.items()}
         known = {f.name for dc in dataclass_types for f in fields(dc)}
         unknown = sorted(set(raw) - known)

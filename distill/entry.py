@@ -27,7 +27,8 @@ def train_and_evaluate(trainer, resume_from: str | None) -> dict:
     Returns the metrics, plus the name of the metric models are selected on."""
     args = trainer.args
     # what the run selected its model on (a TA chain reports it per stage)
-    results = {"main_metric": trainer.main_metric, "greater_is_better": trainer.greater_is_better}
+    results = {"main_metric": trainer.main_metric, "greater_is_better": trainer.greater_is_better,
+               "teacher_learns": trainer.teacher is not None and trainer.teacher.learns}
     if args.do_train:
         train_metrics = trainer.train(resume_from)
         trainer.save_model()

@@ -8,6 +8,10 @@ from dataclasses import dataclass, field
 
 from distill.errors import UsageError
 
+# per-assistant flag -> the main flag it replaces in an assistant's stage, and its type
+BUDGET_FLAGS = (("ta_learning_rates", "learning_rate", float), ("ta_epochs", "num_train_epochs", float),
+                ("ta_max_steps", "max_steps", int))
+
 
 @dataclass
 class TAKDArguments:
@@ -34,6 +38,13 @@ class TAKDArguments:
             raise UsageError(f"--ta_models {self.ta_models!r}: expected comma-separated model paths or layer counts, "
                              "e.g. 4 or 6,3 or prajjwal1/bert-small")
         return [Assistant.parse(s) for s in specs]
+
+    def stage_budgets(self, count: int) -> list[tuple[tuple[str, float], ...]]:
+        """For each of `count` assistants, the (main flag, value) pairs its stage uses instead of the
+        main flags: ((learning_rate, 1e-4), (num_train_epochs, 3.0)), ..."""
+        columns = [(main, values) for flag, main, cast in BUDGET_FLAGS
+                   if (values := self.per_stage(flag, cast, count)) is not None]
+        return [tuple((main, values[i]) for main, values in columns) for i in range(count)]
 
     def per_stage(self, flag: str, cast, count: int) -> list | None:
         """The values of --<flag> for `count` assistants (one value applies to all), or None."""

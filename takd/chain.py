@@ -24,7 +24,7 @@ from dataclasses import dataclass, fields
 
 import torch
 
-from distill.args import _aliases
+from distill.args import flag_aliases
 from distill.checkpoint import list_checkpoints
 from distill.errors import UsageError
 from distill.io_utils import atomic_write_json
@@ -51,14 +51,11 @@ class ChainSpec:
 @dataclass
 class Stage:
     index: int  # 1-based
+    name: str
     assistant: Assistant | None  # None: the student, as the main flags define it
     dir: str
     layer_ids: list[int] | None = None  # an assistant given as a layer count copies these layers
     budget: tuple[tuple[str, float], ...] = ()  # (flag, value) replacing the main flags in this stage
-
-    @property
-    def name(self) -> str:
-        return self.assistant.name if self.assistant is not None else "student"
 
 
 def run_chain(run: Callable[[list[str]], dict], argv: list[str], flag_types: tuple, parsed: tuple,
@@ -140,6 +137,7 @@ def stage_record(stage: Stage, teacher: str, stage_args: list[str], results: dic
     """What takd_stage.json keeps of a finished stage (the summary is built from these)."""
     return {"stage": stage.index, "name": stage.name, "dir": stage.dir, "teacher": teacher, "argv": stage_args,
             "main_metric": results["main_metric"], "greater_is_better": results["greater_is_better"],
+            "teacher_learns": results["teacher_learns"],
             "metrics": {k: v for k, v in results.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}}
 
 
@@ -147,10 +145,7 @@ def plan_stages(takd: TAKDArguments, output_dir: str, teacher: str, load_config)
     """The stages, with the layers each layer-count assistant copies (checked before anything trains:
     an assistant cannot have more layers than the model before it)."""
     assistants = takd.assistants()
-    budgets = {flag: takd.per_stage(f"ta_{key}", cast, len(assistants))
-               for flag, key, cast in (("learning_rate", "learning_rates", float), ("num_train_epochs", "epochs",
-                                                                                     float),
-                                       ("max_steps", "max_steps", int))}
+    budgets = takd.stage_budgets(len(assistants))
     previous_layers = load_config(teacher).num_hidden_layers
     stages = []
     for i, ta in enumerate([*assistants, None]):
@@ -160,9 +155,9 @@ def plan_stages(takd: TAKDArguments, output_dir: str, teacher: str, load_config)
             previous_layers = ta.num_layers
         elif ta is not None:
             previous_layers = load_config(ta.path).num_hidden_layers
-        budget = () if ta is None else tuple((f, v[i]) for f, v in budgets.items() if v is not None)
         name = ta.name if ta is not None else "student"
-        stages.append(Stage(i + 1, ta, os.path.join(output_dir, f"stage_{i + 1}_{name}"), layer_ids, budget))
+        stages.append(Stage(i + 1, name, ta, os.path.join(output_dir, f"stage_{i + 1}_{name}"), layer_ids,
+                            budgets[i] if ta is not None else ()))
     return stages
 
 
@@ -203,7 +198,7 @@ def command_line_tokens(argv: list[str]) -> list[str]:
 
 def flag_spellings(flag_types: tuple, names: set[str]) -> set[str]:
     """Every command-line spelling of the fields `names`: --name and its aliases."""
-    aliases = _aliases(flag_types)
+    aliases = flag_aliases(flag_types)
     return {f"--{n}" for n in names} | {f"--{alias}" for alias, n in aliases.items() if n in names}
 
 

@@ -41,26 +41,39 @@ def model_row(stage: int, name: str, path: str, metric_value: float | None) -> d
 
 def write_summary(output_dir: str, teacher: str, records: list[dict]) -> dict:
     """takd_summary.json from the finished stages' records: row 0 is the chain's teacher (its dev
-    metric as measured by stage 1 on the same dev set), then one row per stage."""
+    metric as measured by stage 1 on the same dev set), then one row per stage. With a teacher that
+    learns (ProKT, LGTM) the teacher a stage ends with is not the one it started from: its dev metric
+    is that stage's `trained_teacher_dev_metric`, and the chain's first teacher is left unscored."""
     metric, higher = records[0]["main_metric"], records[0]["greater_is_better"]
-    teacher_metric = records[0]["metrics"].get(f"teacher_eval_{metric}")
+    teacher_metric = None if records[0]["teacher_learns"] else records[0]["metrics"].get(f"teacher_eval_{metric}")
     rows = [model_row(0, "teacher", teacher, teacher_metric)]
     for r in records:
-        rows.append({**model_row(r["stage"], r["name"], r["dir"], r["metrics"].get(f"eval_{metric}")),
-                     "teacher": r["teacher"], "train_runtime": r["metrics"].get("train_runtime")})
+        row = {**model_row(r["stage"], r["name"], r["dir"], r["metrics"].get(f"eval_{metric}")),
+               "teacher": r["teacher"], "train_runtime": r["metrics"].get("train_runtime")}
+        if r["teacher_learns"]:
+            row["trained_teacher_dev_metric"] = r["metrics"].get(f"teacher_eval_{metric}")
+        rows.append(row)
     summary = {"metric": metric, "greater_is_better": higher, "stages": rows}
     atomic_write_json(os.path.join(output_dir, SUMMARY_FILE), summary)
     return summary
 
 
 def format_table(summary: dict) -> str:
-    metric = summary["metric"]
+    metric, rows = summary["metric"], summary["stages"]
+    learned = any("trained_teacher_dev_metric" in row for row in rows)
+
+    def number(value):
+        return f"{value:.4f}" if value is not None else "–"
+
     header = f"{'stage':<6}{'name':<24}{'layers':>7}{'parameters':>13}{'dev ' + metric:>20}"
+    header += f"{'its teacher after':>19}" if learned else ""
     lines = [f"TAKD chain, dev {metric} ({'higher' if summary['greater_is_better'] else 'lower'} is better)",
              header, "-" * len(header)]
-    for row in summary["stages"]:
-        layers = row.get("num_layers", "–")
+    for row in rows:
         params = f"{row['num_parameters'] / 1e6:.2f}M" if row.get("num_parameters") else "–"
-        value = f"{row['dev_metric']:.4f}" if row["dev_metric"] is not None else "–"
-        lines.append(f"{row['stage']:<6}{row['name']:<24}{layers:>7}{params:>13}{value:>20}")
+        line = f"{row['stage']:<6}{row['name']:<24}{row.get('num_layers', '–'):>7}{params:>13}"
+        line += f"{number(row['dev_metric']):>20}"
+        if learned and row["stage"] > 0:
+            line += f"{number(row.get('trained_teacher_dev_metric')):>19}"
+        lines.append(line)
     return "\n".join(lines)

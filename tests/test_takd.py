@@ -304,3 +304,31 @@ def test_a_finished_chain_reruns_nothing_and_overwrite_starts_it_over(toy, glue_
     assert ran == [False]  # the chain only: both stages finished earlier
     glue_ok(*argv, "--overwrite_output_dir")
     assert ran == [False, False, True, True]
+
+
+def test_a_prokt_chain_passes_on_each_student_and_reports_the_teachers_it_trained(toy, glue_teacher, tmp_path,
+                                                                                   capsys):
+    out = str(tmp_path / "chain")
+    glue_ok("--model_name_or_path", glue_teacher, "--student_layers", "0", "--teacher_model", glue_teacher,
+            "--ta_models", "2", "--train_teacher", "--task_name", "sst2", "--data_dir", toy["task"], "--do_train",
+            "--do_eval", "--max_steps", 2, "--output_dir", out, *GLUE_FAST)
+    assert "its teacher after" in capsys.readouterr().out
+    rows = read_json(os.path.join(out, "takd_summary.json"))["stages"]
+    assert rows[0]["dev_metric"] is None  # ProKT changed it before stage 1 could score the one it started from
+    for row in rows[1:]:
+        scored = read_json(os.path.join(row["path"], "teacher_eval_results.json"))["teacher_eval_accuracy"]
+        assert row["trained_teacher_dev_metric"] == scored
+    # stage 2 learns from stage 1's student (its teacher/ dir holds the teacher stage 1 trained)
+    stage2 = read_json(os.path.join(out, "stage_2_student", "takd_stage.json"))
+    assert stage2["teacher"] == os.path.join(out, "stage_1_2layers")
+    assert os.path.isdir(os.path.join(out, "stage_1_2layers", "teacher"))
+
+
+def test_test_predictions_do_not_change_any_stage_s_selection(toy, glue_chain, tmp_path):
+    out = str(tmp_path / "chain")
+    glue_ok(*glue_chain_args(toy, glue_chain["teacher"], out, "--do_predict"))
+    for stage in STAGES:
+        assert os.path.isfile(os.path.join(out, stage, "SST-2.tsv"))
+    with_test = read_json(os.path.join(out, "takd_summary.json"))["stages"]
+    without = read_json(os.path.join(glue_chain["out"], "takd_summary.json"))["stages"]
+    assert [r["weights_sha256"] for r in with_test] == [r["weights_sha256"] for r in without]
