@@ -24,9 +24,9 @@ def start_run(train_args) -> tuple[str | None, object]:
 
 def train_and_evaluate(trainer, resume_from: str | None) -> dict:
     """--do_train: train, save the best model and train_results.json; --do_eval: eval_results.json.
-    Returns the metrics, plus the name of the metric models are selected on."""
+    Returns the metrics, plus what a TA chain reports per stage: the metric the model was selected on,
+    its direction, and whether the teacher learned (then teacher_eval_* scores the trained teacher)."""
     args = trainer.args
-    # what the run selected its model on (a TA chain reports it per stage)
     results = {"main_metric": trainer.main_metric, "greater_is_better": trainer.greater_is_better,
                "teacher_learns": trainer.teacher is not None and trainer.teacher.learns}
     if args.do_train:
