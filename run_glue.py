@@ -21,7 +21,7 @@ import sys
 
 from distill.args import DataArguments, DistillationArguments, ModelArguments, TrainingArguments, parse_command_line
 from distill.batching import PaddingCollator
-from distill.entry import cli_main, start_run, train_and_evaluate
+from distill.entry import cli_main, evaluate_and_save, start_run, train_and_evaluate
 from distill.errors import UsageError
 from distill.glue.pipeline import LabelOrder, load_data, make_compute_metrics, tokenize, write_test_predictions
 from distill.modeling import (
@@ -137,10 +137,7 @@ def run(argv: list[str] | None = None) -> dict:
     results = train_and_evaluate(trainer, resume_from)
     if train_args.do_eval and teacher is not None and train_args.do_train:
         # on the same dev set, for reference (a teacher that learns: its best version, saved in teacher/)
-        teacher_metrics = trainer.evaluate(teacher.model, prefix="teacher_eval_")
-        trainer.save_metrics("teacher_eval", teacher_metrics)
-        results.update(teacher_metrics)
-        logger.info("teacher dev results: %s", {k: round(v, 4) for k, v in teacher_metrics.items()})
+        results.update(evaluate_and_save(trainer, "teacher_eval", "teacher_eval_", model=teacher.model))
     if train_args.do_predict:
         test_datasets = {k: encode(v) for k, v in data.test_sets.items()}
         written = write_test_predictions(trainer, task, data.test_sets, test_datasets, label_order,

@@ -21,7 +21,7 @@ import numpy as np
 
 from distill.args import ModelArguments, ScriptCompatArguments, TrainingArguments, parse_command_line
 from distill.batching import PaddingCollator
-from distill.entry import cli_main, start_run, train_and_evaluate
+from distill.entry import cli_main, evaluate_and_save, start_run, train_and_evaluate
 from distill.errors import UsageError
 from distill.modeling import (
     check_lower_case,
@@ -98,10 +98,7 @@ def run(argv: list[str] | None = None) -> dict:
 
     results = train_and_evaluate(trainer, resume_from)
     if train_args.do_predict:  # the best (dev-selected) model on the held-out test set, once
-        test_metrics = trainer.evaluate(prefix="test_", datasets={"": encode(test)})
-        trainer.save_metrics("test", test_metrics)
-        results.update(test_metrics)
-        logger.info("test results: %s", {k: round(v, 4) for k, v in test_metrics.items()})
+        results.update(evaluate_and_save(trainer, "test", "test_", datasets={"": encode(test)}))
     return results
 
 

@@ -42,6 +42,15 @@ def train_and_evaluate(trainer, resume_from: str | None) -> dict:
     return results
 
 
+def evaluate_and_save(trainer, split: str, prefix: str, model=None, datasets=None) -> dict:
+    """After training: score `model` (default: the student) on `datasets` (default: the dev sets) with
+    `prefix`, write `<split>_results.json` and log it (a teacher on dev, the selected model on test)."""
+    metrics = trainer.evaluate(model, prefix=prefix, datasets=datasets)
+    trainer.save_metrics(split, metrics)
+    logger.info("%s results: %s", split, {k: round(v, 4) for k, v in metrics.items()})
+    return metrics
+
+
 def cli_main(run: Callable[[list[str] | None], dict], argv: list[str] | None = None) -> int:
     """Run `run(argv)`; a UsageError becomes one line `error: ...` on stderr and exit status 2."""
     setup_logging()
