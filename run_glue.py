@@ -32,7 +32,7 @@ from distill.modeling import (
     load_trainable_teacher,
 )
 from distill.objective import SequenceClassificationObjective
-from distill.teacher import FrozenTeacher
+from distill.teacher_cache import check_cache_request, make_frozen_teacher
 from distill.trainer import DistillationTrainer
 from features.args import GlueFeatureArguments
 from features.build import add_feature_terms, glue_loss_weights
@@ -66,6 +66,8 @@ def run(argv: list[str] | None = None) -> dict:
     if teacher_args.use_lgtm and any(weights["features"].values()):
         raise UsageError("--use_lgtm with feature losses is not supported: LGTM's teacher learns from its influence "
                          "through its logits only; drop --alpha_corr/--alpha_mse/--alpha_cos or --use_lgtm")
+    check_cache_request(train_args, has_teacher=bool(model_args.teacher_model),
+                        teacher_learns=teacher_args.train_teacher)
     layer_ids = model_args.layer_ids()
     resume_from, accelerator = start_run(train_args)
 
@@ -126,7 +128,7 @@ def run(argv: list[str] | None = None) -> dict:
             quiz_dataset=encode(quiz_examples) if quiz_examples is not None else None, collator=collator,
             quiz_batch_size=train_args.per_device_train_batch_size, seed=train_args.seed)
     elif teacher_model is not None:
-        teacher = FrozenTeacher(teacher_model, accelerator)
+        teacher = make_frozen_teacher(teacher_model, accelerator, train_args)
     os.makedirs(train_args.output_dir, exist_ok=True)
     trainer = DistillationTrainer(
         args=train_args, accelerator=accelerator, student=student, objective=objective, collator=collator,

@@ -32,7 +32,7 @@ from distill.modeling import (
     load_tokenizer,
 )
 from distill.objective import SequenceClassificationObjective
-from distill.teacher import FrozenTeacher
+from distill.teacher_cache import check_cache_request, make_frozen_teacher
 from distill.trainer import DistillationTrainer
 from features.build import add_feature_terms
 from imdb.args import ImdbDataArguments, ImdbLossArguments
@@ -50,6 +50,7 @@ def run(argv: list[str] | None = None) -> dict:
         (ModelArguments, ImdbDataArguments, TrainingArguments, ImdbLossArguments, ScriptCompatArguments), argv)
     train_args.validate()
     weights = loss_args.feature_weights()
+    check_cache_request(train_args, has_teacher=model_args.teacher_model is not None)
     resume_from, accelerator = start_run(train_args)
 
     # ---- data: dev carved from TRAIN; test only for the final report
@@ -92,7 +93,7 @@ def run(argv: list[str] | None = None) -> dict:
         args=train_args, accelerator=accelerator, student=student, objective=objective,
         collator=PaddingCollator(tokenizer.pad_token_id), train_dataset=encode(train) if train_args.do_train else None,
         eval_datasets={"": encode(dev)} if train_args.do_eval else {},
-        teacher=FrozenTeacher(teacher_model, accelerator) if teacher_model is not None else None,
+        teacher=make_frozen_teacher(teacher_model, accelerator, train_args) if teacher_model is not None else None,
         compute_metrics=accuracy, main_metric="accuracy", tokenizer=tokenizer, model_transform=transform,
         group_by_length=data_args.group_by_length)
 

@@ -33,7 +33,7 @@ from distill.modeling import (
     load_pretrained,
     load_tokenizer,
 )
-from distill.teacher import FrozenTeacher
+from distill.teacher_cache import check_cache_request, make_frozen_teacher
 from distill.trainer import DistillationTrainer
 from features.build import add_feature_terms
 from squad.args import SquadDataArguments, SquadLossArguments
@@ -58,6 +58,7 @@ def run(argv: list[str] | None = None) -> dict:
     if train_args.do_predict:
         raise UsageError("--do_predict: SQuAD answers are written by --do_eval (predictions.json for --predict_file)")
     weights = loss_args.feature_weights()
+    check_cache_request(train_args, has_teacher=model_args.teacher_model is not None)
     resume_from, accelerator = start_run(train_args)
 
     # ---- models
@@ -102,7 +103,7 @@ def run(argv: list[str] | None = None) -> dict:
         args=train_args, accelerator=accelerator, student=student, objective=objective,
         collator=PaddingCollator(tokenizer.pad_token_id), train_dataset=train_dataset,
         eval_datasets={"": eval_dataset} if eval_dataset is not None else {},
-        teacher=FrozenTeacher(teacher_model, accelerator) if teacher_model is not None else None,
+        teacher=make_frozen_teacher(teacher_model, accelerator, train_args) if teacher_model is not None else None,
         compute_metrics=evaluator, main_metric="f1", tokenizer=tokenizer, model_transform=transform,
         group_by_length=data_args.group_by_length)
 

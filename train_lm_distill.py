@@ -30,10 +30,10 @@ from distill.args import TrainingArguments, parse_command_line, parse_layer_ids
 from distill.entry import cli_main, start_run, train_and_evaluate
 from distill.errors import UsageError
 from distill.modeling import check_model_type, check_same_vocabulary, load_tokenizer
-from distill.teacher import FrozenTeacher
+from distill.teacher_cache import check_cache_request, make_frozen_teacher
 from distill.trainer import DistillationTrainer
 from lm.args import LaunchArguments, LMDataArguments, LMLossArguments, LMModelArguments, translate_original_flags
-from lm.build import causal_lm_data, load_documents, masked_lm_data
+from lm.build import cache_refusal, causal_lm_data, load_documents, masked_lm_data
 from lm.models import build_student, check_lm_pair, freeze_embeddings, load_lm
 from lm.objective import LMDistillationObjective, perplexity_metrics
 from minillm.args import GenerationArguments, MiniLLMArguments
@@ -87,6 +87,8 @@ def run(argv: list[str] | None = None) -> dict:
     if method != "minillm":
         loss_args.validate(token_kd)
     weights = loss_args.weights(token_kd)
+    check_cache_request(train_args, has_teacher=token_kd or method == "minillm", refusal=cache_refusal(
+        method, mlm, weights, train_args.teacher_cache_top_k))
     resume_from, accelerator = start_run(train_args)
 
     # ---- models: the teacher first (the student may be cut from it); one tokenizer for both
@@ -115,7 +117,10 @@ def run(argv: list[str] | None = None) -> dict:
     if method != "kd" or metric == "rougeL":
         check_generation_length([m for m in (student, teacher) if m is not None], mini.max_prompt_length,
                                 generation.max_new_tokens)
-    teacher_strategy = FrozenTeacher(teacher, accelerator) if teacher is not None else None
+    teacher_strategy = None
+    if teacher is not None:
+        teacher_strategy = make_frozen_teacher(teacher, accelerator, train_args, vocab_size=len(tokenizer),
+                                               temperature=loss_args.resolved_temperature())
 
     # ---- data and loss: MiniLLM's rollouts, or sequences (SeqKD: written by the teacher)
     source, train, val, collator = None, None, None, None

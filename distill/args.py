@@ -16,11 +16,6 @@ from transformers import HfArgumentParser
 
 from distill.errors import UsageError
 
-# Flags of methods whose issues have not landed yet: refused by name instead of "unrecognized".
-NOT_YET_IMPLEMENTED = {
-    "cache_teacher_outputs": "teacher-output caching",
-}
-
 
 @dataclass
 class ModelArguments:
@@ -135,6 +130,17 @@ class TrainingArguments:
         default=None, metadata={"help": "A checkpoint-<step> dir to resume from. Without it, a run with "
                                         "do_train resumes from the last checkpoint in output_dir."})
     disable_tqdm: bool = field(default=False, metadata={"help": "No progress bars."})
+    cache_teacher_outputs: bool = field(
+        default=False, metadata={"help": "Run a frozen teacher over the training set once, store its outputs on disk "
+                                         "by example id and reuse them in every epoch and later runs. A changed "
+                                         "teacher, data or tokenisation makes a new cache."})
+    teacher_cache_dir: str | None = field(
+        default=None, metadata={"help": "Where cached teacher outputs live (default $XDG_CACHE_HOME or "
+                                        "~/.cache, then distill/teacher_outputs)."})
+    teacher_cache_top_k: int | None = field(
+        default=None, metadata={"help": "LM distillation: cache only the k most likely tokens of the teacher's "
+                                        "distribution at the KD temperature; the remaining mass spreads evenly "
+                                        "over the other tokens."})
 
     def resolved_eval_strategy(self) -> str:
         if self.eval_strategy is not None:
@@ -160,6 +166,10 @@ class TrainingArguments:
         schedules = [t.value for t in SchedulerType]
         if self.lr_scheduler_type not in schedules:
             raise UsageError(f"--lr_scheduler_type {self.lr_scheduler_type!r}: choose one of {', '.join(schedules)}")
+        if not self.cache_teacher_outputs and (self.teacher_cache_dir or self.teacher_cache_top_k is not None):
+            raise UsageError("--teacher_cache_dir/--teacher_cache_top_k configure --cache_teacher_outputs; add it")
+        if self.teacher_cache_top_k is not None and self.teacher_cache_top_k < 1:
+            raise UsageError(f"--teacher_cache_top_k must be >= 1, got {self.teacher_cache_top_k}")
         if self.report_to not in ("tensorboard", "none"):
             raise UsageError(f"--report_to {self.report_to!r}: choose tensorboard or none")
 
@@ -201,15 +211,6 @@ def changed_flags(args, names) -> list[str]:
     return changed
 
 
-def _refuse_unbuilt_flags(names: list[str]) -> None:
-    for name in names:
-        key = name.lstrip("-").split("=")[0]
-        if key in NOT_YET_IMPLEMENTED:
-            raise UsageError(f"--{key} belongs to {NOT_YET_IMPLEMENTED[key]}, which this version does not "
-                             "implement yet; drop the flag (fine-tuning, KD, ProKT, LGTM, OPDF, feature losses and TA "
-                             "chains are available)")
-
-
 def flag_aliases(dataclass_types) -> dict[str, str]:
     """Alias (without dashes) -> field name, from the fields' `aliases` metadata."""
     table = {}
@@ -232,7 +233,6 @@ def parse_command_line(dataclass_types, argv: list[str] | None = None):
                 raw = json.load(f)
             except json.JSONDecodeError as e:
                 raise UsageError(f"{argv[0]} is not valid JSON ({e.msg} at line {e.lineno})") from None
-        _refuse_unbuilt_flags(list(raw))
         aliases = flag_aliases(dataclass_types)
         raw = {aliases.get(k, k): v for k, v in raw.items()}
         known = {f.name for dc in dataclass_types for f in fields(dc)}
@@ -240,5 +240,4 @@ def parse_command_line(dataclass_types, argv: list[str] | None = None):
         if unknown:
             raise UsageError(f"{argv[0]}: unknown argument(s) {', '.join(unknown)}")
         return parser.parse_dict(raw)
-    _refuse_unbuilt_flags([a for a in argv if a.startswith("--")])
     return parser.parse_args_into_dataclasses(args=argv)

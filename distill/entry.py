@@ -18,6 +18,7 @@ def start_run(train_args) -> tuple[str | None, object]:
     resume_from = resolve_resume(train_args.output_dir, train_args.do_train, train_args.overwrite_output_dir,
                                  train_args.resume_from_checkpoint)
     accelerator = make_accelerator(train_args)
+    accelerator.wait_for_everyone()  # every process has read the output dir before one writes into it
     seed_everything(train_args.seed)
     return resume_from, accelerator
 
@@ -59,4 +60,15 @@ def cli_main(run: Callable[[list[str] | None], dict], argv: list[str] | None = N
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    finally:
+        close_process_group()
     return 0
+
+
+def close_process_group() -> None:
+    """Tear a multi-process run's process group down before the interpreter exits: a gloo group left to
+    the shutdown can abort a process that finished its work ("terminate called without an active
+    exception"), failing the launcher although every result was written."""
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()

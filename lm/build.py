@@ -95,3 +95,15 @@ def masked_lm_data(train_docs: Documents, val_docs: Documents, data_args, loss_a
         val = first(make(val_docs), data_args.max_eval_samples)
         val = TokenizedDataset(fixed_masking(val.columns, masker, seed))
     return train, val, MaskingCollator(tokenizer.pad_token_id, masker)
+
+
+def cache_refusal(method: str, mlm: bool, weights: dict[str, float], top_k: int | None) -> str | None:
+    """Why cached teacher outputs could not stand in for the live teacher in this LM run (None: they can)."""
+    if method == "minillm":
+        return "MiniLLM's teacher scores new student samples every step; drop the flag"
+    if mlm:
+        return ("masked-LM distillation masks every batch anew, so the teacher's input changes each epoch; drop "
+                "the flag (or distil a causal LM)")
+    if top_k is not None and weights.get("mse"):
+        return "--teacher_cache_top_k keeps probabilities, not the raw logits --alpha_mse compares; drop one"
+    return None

@@ -29,6 +29,7 @@ from distill.checkpoint import list_checkpoints
 from distill.errors import UsageError
 from distill.io_utils import atomic_write_json
 from distill.modeling import load_source_config
+from distill.trainer import process_state
 from takd.args import Assistant, TAKDArguments, spread_layers
 from takd.summary import format_table, write_summary
 
@@ -62,8 +63,6 @@ def run_chain(run: Callable[[list[str]], dict], argv: list[str], flag_types: tup
               spec: ChainSpec) -> dict:
     """Run every stage of the chain that --ta_models asks for; returns the last stage's results with
     the summary under "takd_summary"."""
-    from accelerate import PartialState
-
     def flag(name):
         return next(getattr(p, name) for p in parsed if hasattr(p, name))
 
@@ -79,9 +78,10 @@ def run_chain(run: Callable[[list[str]], dict], argv: list[str], flag_types: tup
     stages = plan_stages(takd, out, teacher, lambda path: load_source_config(path, flag("cache_dir"),
                                                                                flag("trust_remote_code")))
     argv = command_line_tokens(argv)
-    state = PartialState()
+    state = process_state(flag("use_cpu"))
     settings = chain_settings(argv, flag_types)
     check_output_dir(out, stages, settings, overwrite)
+    state.wait_for_everyone()  # every process has read the output dir before the main one writes into it
     if state.is_main_process:
         if overwrite:  # start the chain over: no stage of an earlier chain may be taken as finished
             for stage in stages:
@@ -115,9 +115,7 @@ def run_chain(run: Callable[[list[str]], dict], argv: list[str], flag_types: tup
 def run_stage(run, stage_args: list[str], stage: Stage, stages: list[Stage], teacher: str, resume: bool) -> dict:
     """One stage's run. It resumes from its last checkpoint if it has one; a stage killed before its
     first checkpoint starts over, and the later stages' dirs go (they learnt from an older version)."""
-    from accelerate import PartialState
-
-    state = PartialState()
+    state = process_state()  # (the chain's, made by run_chain)
     if state.is_main_process:
         if not resume or not list_checkpoints(stage.dir):
             shutil.rmtree(stage.dir, ignore_errors=True)

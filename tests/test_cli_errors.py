@@ -16,13 +16,6 @@ def run_err(capsys, *argv) -> str:
     return err[-1]
 
 
-def test_unbuilt_method_flags_are_refused_by_name(toy, tmp_path, capsys):
-    for flag in ("--cache_teacher_outputs",):
-        line = run_err(capsys, "--model_name_or_path", toy["student"], "--task_name", "sst2", "--data_dir",
-                       toy["task"], "--do_train", "--output_dir", tmp_path, flag)
-        assert flag in line and "not implement" in line
-
-
 def test_teacher_learning_flags_refuse_nonsense_combinations(toy, tmp_path, capsys):
     base = ["--model_name_or_path", toy["student"], "--task_name", "sst2", "--data_dir", toy["task"], "--do_train",
             "--output_dir", tmp_path / "o"]

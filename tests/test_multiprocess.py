@@ -1,5 +1,6 @@
 """Two CPU processes (torchrun, gloo): training syncs, and evaluation/prediction gather every example
-exactly once, in test-file order. (The full 1-vs-2-process equivalence suite belongs to the scale issue.)"""
+exactly once, in test-file order; teachers that learn (ProKT, LGTM) get the 1-process updates. The
+1-vs-2-process equivalence of every entry script under torchrun and accelerate: test_two_process_equivalence.py."""
 from __future__ import annotations
 
 import csv
@@ -38,11 +39,13 @@ def test_two_processes_train_evaluate_and_predict_in_order(toy, tmp_path):
         assert [int(r[1]) for r in rows] == model(**enc).logits.argmax(-1).tolist()
 
 
-@pytest.mark.parametrize("extra", [[], ["--use_opdf", "--opdf_align_weight", "10"]], ids=["lgtm", "lgtm+opdf"])
-def test_two_processes_give_the_one_process_lgtm_updates(toy, tmp_path, extra):
-    """LGTM (and with it ProKT's teacher step), also with OPDF's MPO student and its alignment loss
-    (added once per process and step): with the same global batch, 2 processes reach the same student
-    AND teacher as 1 process. Dropout is off so that both runs compute the same function."""
+@pytest.mark.parametrize("extra", [[], ["--use_lgtm"], ["--use_lgtm", "--use_opdf", "--opdf_align_weight", "10"]],
+                         ids=["prokt", "lgtm", "lgtm+opdf"])
+def test_two_processes_give_the_one_process_teacher_and_student_updates(toy, tmp_path, extra):
+    """ProKT and LGTM (also with OPDF's MPO student and its alignment loss, added once per process and
+    step): with the same global batch, 2 processes reach the same student AND teacher as 1 process.
+    LGTM's inner passes run on the unwrapped models and reduce their gradients themselves (lgtm/).
+    Dropout is off so that both runs compute the same function."""
     from safetensors.torch import load_file
     from transformers import BertForSequenceClassification
 
@@ -55,7 +58,7 @@ def test_two_processes_give_the_one_process_lgtm_updates(toy, tmp_path, extra):
         AutoTokenizer.from_pretrained(toy[name]).save_pretrained(models[name])
     common = ["--model_name_or_path", models["student"], "--teacher_model", models["teacher"], "--task_name", "sst2",
               "--data_dir", toy["task"], "--do_train", "--do_eval", "--max_steps", "3", "--eval_steps", "3",
-              "--train_teacher", "--use_lgtm", "--learning_rate", "1e-3", "--t_learning_rate", "1e-3",
+              "--train_teacher", "--learning_rate", "1e-3", "--t_learning_rate", "1e-3",
               "--alpha_kd", "0.5", "--disable_tqdm", "--report_to", "none", "--max_seq_length", "48", *extra]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     two = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
@@ -75,7 +78,7 @@ def test_two_processes_give_the_one_process_lgtm_updates(toy, tmp_path, extra):
     one_log = json.loads((tmp_path / "one" / "trainer_state.json").read_text())["log_history"]
     two_log = json.loads((tmp_path / "two" / "trainer_state.json").read_text())["log_history"]
     for a, b in zip(one_log, two_log):
-        assert ("loss/opdf_align" in a) == (bool(extra) and "loss/total" in a)
+        assert ("loss/opdf_align" in a) == ("--use_opdf" in extra and "loss/total" in a)
         for key in ("loss/total", "loss/teacher_aux", "lgtm/quiz_loss", "lgtm/influence_norm", "loss/opdf_align"):
             if key in a:
                 assert b[key] == pytest.approx(a[key], rel=1e-4, abs=1e-8), key
