@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import os
 import re
 
 import torch
@@ -25,11 +26,25 @@ _GENERIC_LABEL = re.compile(r"^LABEL_\d+$")
 def _load(what: str, loader, name_or_path: str, fix: str, **kwargs):
     """`loader(name_or_path, **kwargs)`; any failure (missing dir, Hub offline, corrupt files) becomes
     one UsageError line naming what could not be loaded, from where, why, and the fix."""
+    if (os.path.isabs(name_or_path) or name_or_path.startswith(".")) and not os.path.exists(name_or_path):
+        raise UsageError(f"could not load {what}: {name_or_path} does not exist; {fix}")
     try:
-        return loader(name_or_path, **kwargs)
+        loaded = loader(name_or_path, **kwargs)
     except Exception as e:
         reason = (str(e).splitlines() or [""])[0][:200]
         raise UsageError(f"could not load {what} from {name_or_path!r} ({type(e).__name__}: {reason}); {fix}") from None
+    if kwargs.get("trust_remote_code") is False and declares_own_code(loaded):
+        # transformers did not run the repo's code and fell back to its built-in class, which may not be
+        # the model the repo means: refuse rather than train something else.
+        raise UsageError(f"{name_or_path!r} declares its own model code (auto_map); it was not run. Pass "
+                         "--trust_remote_code to run it (only for code you trust), or use a built-in architecture")
+    return loaded
+
+
+def declares_own_code(loaded) -> bool:
+    """A loaded config, model or tokenizer whose files name custom code (`auto_map`)."""
+    config = getattr(loaded, "config", loaded)
+    return bool(getattr(config, "auto_map", None) or getattr(loaded, "init_kwargs", {}).get("auto_map"))
 
 
 def load_tokenizer(name_or_path: str, cache_dir: str | None = None, trust_remote_code: bool = False):
