@@ -67,7 +67,8 @@ def test_frozen_teacher_runs_in_eval_mode_without_graph(toy):
     teacher = FrozenTeacher(model, make_accelerator(args))
     assert not teacher.model.training and not any(p.requires_grad for p in teacher.model.parameters())
     dataset, tok = _dataset(toy, 3)
-    out = teacher.outputs(PaddingCollator(tok.pad_token_id)([dataset[i] for i in range(3)]))
+    batch = PaddingCollator(tok.pad_token_id)([dataset[i] for i in range(3)])
+    out = teacher.outputs({k: v.to(teacher.accelerator.device) for k, v in batch.items()})  # (the trainer's job)
     assert out.logits.grad_fn is None and not out.logits.is_inference()
 
 
