@@ -87,7 +87,7 @@ def run(argv: list[str] | None = None) -> dict:
     if method != "minillm":
         loss_args.validate(token_kd)
     weights = loss_args.weights(token_kd)
-    check_cache_request(train_args, has_teacher=token_kd or method == "minillm", refusal=cache_refusal(
+    check_cache_request(train_args, has_teacher=token_kd or method == "minillm", lm=True, refusal=cache_refusal(
         method, mlm, weights, train_args.teacher_cache_top_k))
     resume_from, accelerator = start_run(train_args)
 

@@ -75,7 +75,7 @@ class CachedTeacher(FrozenTeacher):
         self.top_k, self.temperature, self.vocab_size = top_k, temperature, vocab_size
         self.tables: dict[str, torch.Tensor] = {}
         self.per_token: set[str] = set()
-        self.offsets = self.lengths = None
+        self.offsets, self.spans = None, []
         self.path = None
 
     # ------------------------------------------------------------------ building or loading
@@ -171,7 +171,9 @@ class CachedTeacher(FrozenTeacher):
         with open(os.path.join(self.path, "meta.json"), encoding="utf-8") as f:
             meta = json.load(f)
         lengths = torch.tensor(dataset.lengths, dtype=torch.int64)
-        self.lengths, self.offsets = lengths, torch.cat([torch.zeros(1, dtype=torch.int64), lengths.cumsum(0)])
+        self.offsets = torch.cat([torch.zeros(1, dtype=torch.int64), lengths.cumsum(0)])
+        bounds = self.offsets.tolist()
+        self.spans = list(zip(bounds[:-1], bounds[1:]))  # example i's token rows, as ints for the per-step lookup
         self.per_token = set(meta["per_token"])
         parts = [load_file(os.path.join(self.path, f"part-{r}.safetensors")) for r in range(meta["parts"])]
         for name in parts[0]:
@@ -194,8 +196,8 @@ class CachedTeacher(FrozenTeacher):
 
     # ------------------------------------------------------------------ per micro-batch
     def outputs(self, batch: dict[str, torch.Tensor], **forward_kwargs):
-        if not self.tables or "example_id" not in batch:  # not a training batch (or before prepare)
-            return super().outputs(batch, **forward_kwargs)
+        """The training batch's rows of the cache (the trainer calls this for training batches only,
+        after `prepare`); `forward_kwargs` were fixed when the cache was made."""
         ids = batch["example_id"].cpu()
         width = batch["input_ids"].shape[1]
         device = self.accelerator.device
@@ -214,7 +216,8 @@ class CachedTeacher(FrozenTeacher):
     def _padded_rows(self, table: torch.Tensor, ids: torch.Tensor, width: int) -> torch.Tensor:
         rows = torch.zeros((len(ids), width, *table.shape[1:]), dtype=table.dtype)
         for b, i in enumerate(ids.tolist()):
-            rows[b, :self.lengths[i]] = table[self.offsets[i]:self.offsets[i + 1]]
+            start, stop = self.spans[i]
+            rows[b, :stop - start] = table[start:stop]
         return rows
 
     def _dense_logits(self, top_logp: torch.Tensor, top_ids: torch.Tensor) -> torch.Tensor:
@@ -229,20 +232,23 @@ class CachedTeacher(FrozenTeacher):
 
 def make_frozen_teacher(model, accelerator, args, *, temperature: float = 1.0,
                         vocab_size: int | None = None) -> FrozenTeacher:
-    """The frozen-teacher strategy the flags ask for: cached (`--cache_teacher_outputs`) or live."""
+    """The frozen-teacher strategy the flags ask for (checked by `check_cache_request`): cached
+    (`--cache_teacher_outputs`) or live. `vocab_size`: LM distillation's vocabulary, for top-k."""
     if not args.cache_teacher_outputs:
         return FrozenTeacher(model, accelerator)
-    if args.teacher_cache_top_k is not None and vocab_size is None:
-        raise UsageError("--teacher_cache_top_k keeps the top tokens of an LM teacher's distribution; it applies to "
-                         "train_lm_distill.py only: drop it")
     return CachedTeacher(model, accelerator, args.teacher_cache_dir, args.teacher_cache_top_k, temperature,
                          vocab_size)
 
 
-def check_cache_request(args, *, has_teacher: bool, teacher_learns: bool = False, refusal: str | None = None) -> None:
-    """Refuse `--cache_teacher_outputs` where cached outputs could not equal the live teacher's."""
+def check_cache_request(args, *, has_teacher: bool, teacher_learns: bool = False, lm: bool = False,
+                        refusal: str | None = None) -> None:
+    """Refuse `--cache_teacher_outputs` where cached outputs could not equal the live teacher's, before
+    anything is loaded (`lm`: the LM distillation script, the only one with top-k)."""
     if not args.cache_teacher_outputs:
         return
+    if args.teacher_cache_top_k is not None and not lm:
+        raise UsageError("--teacher_cache_top_k keeps the top tokens of an LM teacher's distribution; it applies to "
+                         "train_lm_distill.py only: drop it")
     if not has_teacher:
         raise UsageError("--cache_teacher_outputs caches a teacher's outputs, but no teacher is used: pass "
                          "--teacher_model or drop --cache_teacher_outputs")
