@@ -26,6 +26,7 @@ from distill.errors import UsageError
 from distill.glue.pipeline import LabelOrder, load_data, make_compute_metrics, tokenize, write_test_predictions
 from distill.modeling import (
     check_max_length,
+    check_vocab_fits,
     load_checked_teacher,
     load_classifier,
     load_tokenizer,
@@ -69,7 +70,7 @@ def run(argv: list[str] | None = None) -> dict:
     check_cache_request(train_args, has_teacher=bool(model_args.teacher_model),
                         teacher_learns=teacher_args.train_teacher)
     layer_ids = model_args.layer_ids()
-    resume_from, accelerator = start_run(train_args)
+    start, accelerator = start_run(train_args, parsed)
 
     # ---- data
     data, task = load_data(data_args, model_args.cache_dir)
@@ -87,6 +88,7 @@ def run(argv: list[str] | None = None) -> dict:
                                              config_name=model_args.config_name, cache_dir=model_args.cache_dir,
                                              trust_remote_code=model_args.trust_remote_code, layer_ids=layer_ids)
     check_max_length(student, data_args.max_seq_length, "student")
+    check_vocab_fits(student, tokenizer, "student")
     teacher_model = None
     if model_args.teacher_model and train_args.do_train:
         if teacher_args.train_teacher:
@@ -136,7 +138,7 @@ def run(argv: list[str] | None = None) -> dict:
         compute_metrics=make_compute_metrics(task, label_order), main_metric=task.main_metric, tokenizer=tokenizer,
         model_transform=transform, param_loss=align_loss, group_by_length=data_args.group_by_length)
 
-    results = train_and_evaluate(trainer, resume_from)
+    results = train_and_evaluate(trainer, start)
     if train_args.do_eval and teacher is not None and train_args.do_train:
         # on the same dev set, for reference (a teacher that learns: its best version, saved in teacher/)
         results.update(evaluate_and_save(trainer, "teacher_eval", "teacher_eval_", model=teacher.model))

@@ -27,6 +27,7 @@ from distill.modeling import (
     check_lower_case,
     check_max_length,
     check_model_type,
+    check_vocab_fits,
     load_checked_teacher,
     load_classifier,
     load_tokenizer,
@@ -46,12 +47,13 @@ def accuracy(logits: np.ndarray, dataset) -> dict[str, float]:
 
 
 def run(argv: list[str] | None = None) -> dict:
-    model_args, data_args, train_args, loss_args, compat = parse_command_line(
+    parsed = parse_command_line(
         (ModelArguments, ImdbDataArguments, TrainingArguments, ImdbLossArguments, ScriptCompatArguments), argv)
+    model_args, data_args, train_args, loss_args, compat = parsed
     train_args.validate()
     weights = loss_args.feature_weights()
     check_cache_request(train_args, has_teacher=model_args.teacher_model is not None)
-    resume_from, accelerator = start_run(train_args)
+    start, accelerator = start_run(train_args, parsed)
 
     # ---- data: dev carved from TRAIN; test only for the final report
     splits = read_imdb_csv(data_args.data_file) if data_args.data_file else load_imdb_hub(model_args.cache_dir)
@@ -70,6 +72,7 @@ def run(argv: list[str] | None = None) -> dict:
                                      layer_ids=model_args.layer_ids())
     check_model_type(student, compat.model_type, "--model_type")
     check_max_length(student, data_args.max_seq_length, "student")
+    check_vocab_fits(student, tokenizer, "student")
     teacher_model = None
     if model_args.teacher_model and train_args.do_train:
         teacher_model = load_checked_teacher(model_args.teacher_model, tokenizer, order, len(LABELS),
@@ -97,7 +100,7 @@ def run(argv: list[str] | None = None) -> dict:
         compute_metrics=accuracy, main_metric="accuracy", tokenizer=tokenizer, model_transform=transform,
         group_by_length=data_args.group_by_length)
 
-    results = train_and_evaluate(trainer, resume_from)
+    results = train_and_evaluate(trainer, start)
     if train_args.do_predict:  # the best (dev-selected) model on the held-out test set, once
         results.update(evaluate_and_save(trainer, "test", "test_", datasets={"": encode(test)}))
     return results

@@ -30,7 +30,9 @@ from distill.modeling import (
     check_max_length,
     check_model_type,
     check_same_vocabulary,
+    check_vocab_fits,
     load_pretrained,
+    load_teacher_tokenizer,
     load_tokenizer,
 )
 from distill.teacher_cache import check_cache_request, make_frozen_teacher
@@ -51,32 +53,35 @@ def load_examples(path: str | None, hub_split: str, limit: int | None, cache_dir
 
 
 def run(argv: list[str] | None = None) -> dict:
-    model_args, data_args, train_args, loss_args, compat = parse_command_line(
+    parsed = parse_command_line(
         (ModelArguments, SquadDataArguments, TrainingArguments, SquadLossArguments, ScriptCompatArguments), argv)
+    model_args, data_args, train_args, loss_args, compat = parsed
     train_args.validate()
-    data_args.validate()
     if train_args.do_predict:
         raise UsageError("--do_predict: SQuAD answers are written by --do_eval (predictions.json for --predict_file)")
     weights = loss_args.feature_weights()
     check_cache_request(train_args, has_teacher=model_args.teacher_model is not None)
-    resume_from, accelerator = start_run(train_args)
+    start, accelerator = start_run(train_args, parsed)
 
     # ---- models
     tokenizer = load_tokenizer(model_args.tokenizer_name or model_args.model_name_or_path, model_args.cache_dir,
                                model_args.trust_remote_code)
     check_lower_case(tokenizer, compat.do_lower_case)
     load = dict(cache_dir=model_args.cache_dir, trust_remote_code=model_args.trust_remote_code)
-    student = load_pretrained(AutoModelForQuestionAnswering, model_args.model_name_or_path,
+    student = load_pretrained(AutoModelForQuestionAnswering, model_args.model_name_or_path, what="the student",
                               layer_ids=model_args.layer_ids(), **load)
     check_model_type(student, compat.model_type, "--model_type")
     check_max_length(student, data_args.max_seq_length, "student")
+    check_vocab_fits(student, tokenizer, "student")
     teacher_model = None
     if model_args.teacher_model and train_args.do_train:
         teacher_model = load_pretrained(AutoModelForQuestionAnswering, model_args.teacher_model, what="the teacher",
-                                        **load)
+                                        complete=True, **load)
         check_model_type(teacher_model, compat.teacher_type, "--teacher_type")
-        check_same_vocabulary(tokenizer, load_tokenizer(model_args.teacher_model, **load), model_args.teacher_model)
+        check_same_vocabulary(tokenizer, load_teacher_tokenizer(model_args.teacher_model, **load),
+                              model_args.teacher_model)
         check_max_length(teacher_model, data_args.max_seq_length, "teacher")
+        check_vocab_fits(teacher_model, tokenizer, "teacher")
 
     # ---- data, objective, trainer
     window = dict(max_seq_length=data_args.max_seq_length, doc_stride=data_args.doc_stride,
@@ -107,7 +112,7 @@ def run(argv: list[str] | None = None) -> dict:
         compute_metrics=evaluator, main_metric="f1", tokenizer=tokenizer, model_transform=transform,
         group_by_length=data_args.group_by_length)
 
-    results = train_and_evaluate(trainer, resume_from)
+    results = train_and_evaluate(trainer, start)
     if train_args.do_eval and accelerator.is_main_process:  # the answers of the final evaluation
         atomic_write_json(os.path.join(train_args.output_dir, "predictions.json"), evaluator.predictions)
     return results

@@ -89,7 +89,7 @@ def run(argv: list[str] | None = None) -> dict:
     weights = loss_args.weights(token_kd)
     check_cache_request(train_args, has_teacher=token_kd or method == "minillm", lm=True, refusal=cache_refusal(
         method, mlm, weights, train_args.teacher_cache_top_k))
-    resume_from, accelerator = start_run(train_args)
+    start, accelerator = start_run(train_args, parsed)
 
     # ---- models: the teacher first (the student may be cut from it); one tokenizer for both
     load = dict(cache_dir=model_args.cache_dir, trust_remote_code=model_args.trust_remote_code)
@@ -163,7 +163,7 @@ def run(argv: list[str] | None = None) -> dict:
         compute_metrics=perplexity_metrics, main_metric=metric, greater_is_better=metric != "perplexity",
         tokenizer=tokenizer, group_by_length=data_args.group_by_length, batch_source=source,
         evaluator=evaluator if train_args.do_eval else None)
-    results = train_and_evaluate(trainer, resume_from)
+    results = train_and_evaluate(trainer, start)
     if evaluator is not None and train_args.do_eval:
         evaluator.save_generations(os.path.join(train_args.output_dir, "eval_generations.jsonl"))
     if teacher is not None and train_args.do_eval:  # the teacher on the same held-out data, for reference

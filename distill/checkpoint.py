@@ -1,12 +1,17 @@
 """`checkpoint-<step>/` dirs: everything a resumed run needs to continue exactly.
 
 A checkpoint is written to a temporary dir and renamed into place, so a run killed while saving
-leaves the previous checkpoint intact and usable.
+leaves the previous checkpoint intact and usable. It holds the plain model (safetensors), the
+trainer state (JSON), the flags that define the run (run_flags.json) and `training_state.pt`: the
+optimizer, scheduler, teacher and RNG states as tensors, numbers, strings and containers only. That
+file is read with `torch.load(weights_only=True)`, which refuses anything else, so a checkpoint
+handed over by someone else cannot run code when it is resumed.
 """
 from __future__ import annotations
 
 import json
 import os
+import pickle
 import random
 import re
 import shutil
@@ -16,10 +21,12 @@ import numpy as np
 import torch
 
 from distill.errors import UsageError
-from distill.io_utils import atomic_write_json, replace_dir
+from distill.io_utils import atomic_write_json, replace_dir, set_file_modes, writing
 
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 STATE_FILE = "trainer_state.json"
+TRAINING_FILE = "training_state.pt"
+FLAGS_FILE = "run_flags.json"
 
 
 @dataclass
@@ -36,6 +43,7 @@ class TrainerState:
     # logs exactly what an uninterrupted one would.
     log_window: dict = field(default_factory=dict)
     train_loss_sum: float = 0.0  # Σ of the per-step total loss, for train_loss
+    train_runtime: float = 0.0  # seconds of training over every session, up to the last checkpoint
 
     def save(self, path: str) -> None:
         atomic_write_json(path, asdict(self))
@@ -55,15 +63,21 @@ def list_checkpoints(output_dir: str) -> list[str]:
 
 
 def rng_state() -> dict:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """Every RNG's state as tensors and plain numbers (numpy's array becomes a tensor), so that
+    `weights_only` loading can read it."""
+    kind, keys, pos, has_gauss, cached_gaussian = np.random.get_state()
+    state = {"python": random.getstate(), "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss,
+                                                    cached_gaussian], "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
 
 def set_rng_state(state: dict) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    kind, keys, pos, has_gauss, cached_gaussian = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached_gaussian))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -71,32 +85,53 @@ def set_rng_state(state: dict) -> None:
 
 def save_checkpoint(path: str, *, model, tokenizer, optimizer, scheduler, state: TrainerState,
                     teacher_state: dict, process_rng: dict, student_state: dict | None = None,
-                    source_state: list | None = None) -> None:
+                    source_state: list | None = None, run_flags: dict | None = None) -> None:
     """Write a complete checkpoint atomically (temp dir, then rename). `model` is the plain model;
     `student_state`, when given, the training model's own state (e.g. MPO cores) for an exact resume;
-    `source_state`, each process's batch-source state (MiniLLM's rollout buffer)."""
+    `source_state`, each process's batch-source state (MiniLLM's rollout buffer); `run_flags`, the
+    flags that define the run (a resume with other flags is refused)."""
     tmp = path + ".tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    os.makedirs(tmp)
-    model.save_pretrained(tmp)
+    with writing(f"checkpoint {path}", cleanup=tmp):
+        save_model_files(tmp, model, tokenizer)
+        torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                    "teacher": teacher_state, "rng": process_rng, "student": student_state,
+                    "source": source_state or []},
+                   os.path.join(tmp, TRAINING_FILE))
+        state.save(os.path.join(tmp, STATE_FILE))
+        if run_flags is not None:
+            atomic_write_json(os.path.join(tmp, FLAGS_FILE), run_flags)
+        set_file_modes(tmp)
+        replace_dir(tmp, path)
+
+
+def save_model_files(directory: str, model, tokenizer=None) -> None:
+    """A Hugging Face model dir: `model` (and `tokenizer`) saved into `directory`, every file readable as
+    the user's umask allows (transformers writes the weights through a 0600 temporary file)."""
+    os.makedirs(directory, exist_ok=True)
+    model.save_pretrained(directory)
     if tokenizer is not None:
-        tokenizer.save_pretrained(tmp)
-    torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "teacher": teacher_state, "rng": process_rng, "student": student_state,
-                "source": source_state or []},
-               os.path.join(tmp, "training_state.pt"))
-    state.save(os.path.join(tmp, STATE_FILE))
-    replace_dir(tmp, path)
+        tokenizer.save_pretrained(directory)
+    set_file_modes(directory)
 
 
 def load_training_state(path: str) -> tuple[dict, TrainerState]:
     """The optimizer/scheduler/teacher/RNG state and the trainer state of a checkpoint."""
-    state_file, training_file = os.path.join(path, STATE_FILE), os.path.join(path, "training_state.pt")
+    state_file, training_file = os.path.join(path, STATE_FILE), os.path.join(path, TRAINING_FILE)
     if not (os.path.isfile(state_file) and os.path.isfile(training_file)):
-        raise UsageError(f"{path} is not a complete checkpoint (needs {STATE_FILE} and training_state.pt); "
+        raise UsageError(f"{path} is not a complete checkpoint (needs {STATE_FILE} and {TRAINING_FILE}); "
                          "resume from another checkpoint-<step> dir or start over with --overwrite_output_dir")
     try:
-        training = torch.load(training_file, map_location="cpu", weights_only=False)
+        # weights_only: tensors, numbers, strings and containers; a pickled object (code) is refused
+        training = torch.load(training_file, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise UsageError(f"{training_file} holds pickled objects other than tensors and numbers, which could run "
+                         "code when loaded: refused. Resume from a checkpoint this toolkit wrote, or start over with "
+                         "--overwrite_output_dir") from None
+    except Exception as e:
+        raise UsageError(f"checkpoint {path} is corrupt ({type(e).__name__}); resume from an earlier "
+                         "checkpoint-<step> dir or start over with --overwrite_output_dir") from None
+    try:
         return training, TrainerState.load(state_file)
     except Exception as e:
         raise UsageError(f"checkpoint {path} is corrupt ({type(e).__name__}); resume from an earlier "
@@ -123,29 +158,11 @@ def load_state_checked(model, state: dict, where: str) -> None:
                          "--overwrite_output_dir")
 
 
-def rotate_checkpoints(output_dir: str, limit: int | None) -> None:
-    """Keep the newest `limit` checkpoints."""
+def rotate_checkpoints(output_dir: str, limit: int | None, keep: tuple[int | None, ...] = ()) -> None:
+    """Keep the newest `limit` checkpoints, and those of the steps in `keep` (the best models)."""
     if not limit:
         return
+    kept = {f"checkpoint-{step}" for step in keep if step is not None}
     for path in list_checkpoints(output_dir)[:-limit]:
-        shutil.rmtree(path, ignore_errors=True)
-
-
-def resolve_resume(output_dir: str, do_train: bool, overwrite_output_dir: bool,
-                   resume_from_checkpoint: str | None) -> str | None:
-    """The HF run_glue rule: an explicit checkpoint wins; otherwise a run resumes from the last
-    checkpoint in output_dir; a non-empty output_dir without checkpoints needs --overwrite_output_dir."""
-    if resume_from_checkpoint:
-        if not os.path.isdir(resume_from_checkpoint):
-            raise UsageError(f"--resume_from_checkpoint {resume_from_checkpoint} is not a directory; pass a "
-                             "checkpoint-<step> dir")
-        return resume_from_checkpoint
-    if not do_train or overwrite_output_dir or not os.path.isdir(output_dir):
-        return None
-    checkpoints = list_checkpoints(output_dir)
-    if checkpoints:
-        return checkpoints[-1]
-    if os.listdir(output_dir):
-        raise UsageError(f"output directory {output_dir} is not empty and holds no checkpoint; pass "
-                         "--overwrite_output_dir to train into it, or choose another --output_dir")
-    return None
+        if os.path.basename(path) not in kept:
+            shutil.rmtree(path, ignore_errors=True)

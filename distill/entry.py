@@ -5,25 +5,49 @@ import logging
 import sys
 from collections.abc import Callable
 
-from distill.checkpoint import resolve_resume
 from distill.errors import UsageError
+from distill.run_dir import RunStart, lock_dir, plan_start, release_locks, run_flags
 from distill.trainer import make_accelerator, seed_everything, setup_logging
 
 logger = logging.getLogger(__name__)
 
 
-def start_run(train_args) -> tuple[str | None, object]:
-    """(checkpoint to resume from or None, accelerator), with every RNG seeded: what each script does
-    once its flags are validated (the output-dir rule refuses a non-empty dir before any work)."""
-    resume_from = resolve_resume(train_args.output_dir, train_args.do_train, train_args.overwrite_output_dir,
-                                 train_args.resume_from_checkpoint)
+def start_run(train_args, parsed: tuple) -> tuple[RunStart, object]:
+    """(how the run starts, accelerator), with every RNG seeded: what each script does once its flags
+    are validated. The main process locks the output dir and decides from what it holds whether the
+    run resumes, starts over or is refused (distill/run_dir.py); every process gets the same answer."""
     accelerator = make_accelerator(train_args)
-    accelerator.wait_for_everyone()  # every process has read the output dir before one writes into it
+
+    def plan() -> RunStart:
+        lock_dir(train_args.output_dir)
+        return plan_start(train_args.output_dir, run_flags(parsed), do_train=train_args.do_train,
+                          overwrite=train_args.overwrite_output_dir,
+                          resume_from_checkpoint=train_args.resume_from_checkpoint)
+    start = on_main_process(plan, accelerator)
     seed_everything(train_args.seed)
-    return resume_from, accelerator
+    return start, accelerator
 
 
-def train_and_evaluate(trainer, resume_from: str | None) -> dict:
+def on_main_process(fn: Callable[[], object], state) -> object:
+    """`fn()` on the main process of `state` (an Accelerator or PartialState), its result (or its
+    UsageError) handed to every process."""
+    if state.num_processes == 1:
+        return fn()
+    from accelerate.utils import broadcast_object_list
+    outcome = [None]
+    if state.is_main_process:
+        try:
+            outcome[0] = ("ok", fn())
+        except UsageError as e:
+            outcome[0] = ("error", str(e))
+    broadcast_object_list(outcome, from_process=0)
+    kind, value = outcome[0]
+    if kind == "error":
+        raise UsageError(value)
+    return value
+
+
+def train_and_evaluate(trainer, start: RunStart) -> dict:
     """--do_train: train, save the best model and train_results.json; --do_eval: eval_results.json.
     Returns the metrics, plus what a TA chain reports per stage: the metric the model was selected on,
     its direction, and whether the teacher learned (then teacher_eval_* scores the trained teacher)."""
@@ -31,7 +55,7 @@ def train_and_evaluate(trainer, resume_from: str | None) -> dict:
     results = {"main_metric": trainer.main_metric, "greater_is_better": trainer.greater_is_better,
                "teacher_learns": trainer.teacher is not None and trainer.teacher.learns}
     if args.do_train:
-        train_metrics = trainer.train(resume_from)
+        train_metrics = trainer.train(start)
         trainer.save_model()
         trainer.save_metrics("train", train_metrics)
         results.update(train_metrics)
@@ -61,6 +85,7 @@ def cli_main(run: Callable[[list[str] | None], dict], argv: list[str] | None = N
         print(f"error: {e}", file=sys.stderr)
         return 2
     finally:
+        release_locks()
         close_process_group()
     return 0
 

@@ -6,16 +6,27 @@ Both are checked once at start, with a message that names the fix.
 """
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 import os
 import re
+import zipfile
 
 import torch
 from torch import nn
-from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoModelForMaskedLM,
+    AutoModelForQuestionAnswering,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    PreTrainedModel,
+)
 
 from distill.errors import UsageError
+from distill.text_files import json_type, parse_json, read_text
 
 logger = logging.getLogger(__name__)
 
@@ -23,15 +34,24 @@ PROBE_TEXT = "The quick brown fox jumps over the lazy dog; distillation costs 42
 _GENERIC_LABEL = re.compile(r"^LABEL_\d+$")
 
 
-def _load(what: str, loader, name_or_path: str, fix: str, **kwargs):
+def _load(what: str, loader, name_or_path: str, fix: str, *, check_weights: bool = False, **kwargs):
     """`loader(name_or_path, **kwargs)`; any failure (missing dir, Hub offline, corrupt files) becomes
-    one UsageError line naming what could not be loaded, from where, why, and the fix."""
+    one UsageError line naming what could not be loaded, from where, why, and the fix. A local model
+    dir's own files are checked first, so that a damaged one is named (transformers' errors often
+    do not say which file, or blame another)."""
     if (os.path.isabs(name_or_path) or name_or_path.startswith(".")) and not os.path.exists(name_or_path):
         raise UsageError(f"could not load {what}: {name_or_path} does not exist; {fix}")
+    if check_weights and os.path.isfile(name_or_path):
+        raise UsageError(f"could not load {what}: {name_or_path} is a file; pass the model's dir (the one holding "
+                         "config.json and the weights) or a Hub id")
+    check_model_files(name_or_path, check_weights)
     try:
         loaded = loader(name_or_path, **kwargs)
     except Exception as e:
         reason = (str(e).splitlines() or [""])[0][:200]
+        if "weights_only" in reason:  # torch's advice to unpickle an unknown file is not ours to give
+            reason = "its weights are pickled objects, which could run code and are not loaded"
+            fix = "convert the weights to safetensors (model.save_pretrained) or use a model dir that has them"
         raise UsageError(f"could not load {what} from {name_or_path!r} ({type(e).__name__}: {reason}); {fix}") from None
     if kwargs.get("trust_remote_code") is False and declares_own_code(loaded):
         # transformers did not run the repo's code and fell back to its built-in class, which may not be
@@ -41,16 +61,167 @@ def _load(what: str, loader, name_or_path: str, fix: str, **kwargs):
     return loaded
 
 
+# The JSON files of a model dir that transformers reads (config, tokenizer, shard index).
+MODEL_JSON_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                    "model.safetensors.index.json")
+DAMAGED = "the model dir is damaged: save or download the model again"
+
+
+def check_model_files(path: str, weights: bool) -> None:
+    """A local model dir (or config .json file): its JSON files parse as objects and, with `weights`,
+    its weight files are whole (a safetensors header must cover the file: a truncated copy fails here,
+    cheaply, without reading the tensors)."""
+    if os.path.isfile(path) and path.endswith(".json"):
+        _check_json_object(path)
+    if not os.path.isdir(path):
+        return
+    for name in MODEL_JSON_FILES:
+        if os.path.isfile(os.path.join(path, name)):
+            _check_json_object(os.path.join(path, name))
+    if not weights:
+        return
+    from safetensors import safe_open
+    for name in sorted(os.listdir(path)):
+        file = os.path.join(path, name)
+        if name.endswith(".safetensors"):
+            try:
+                with safe_open(file, framework="pt"):
+                    pass
+            except Exception as e:
+                raise UsageError(f"{file} is corrupt or truncated ({type(e).__name__}: "
+                                 f"{(str(e).splitlines() or [''])[0][:120]}); {DAMAGED}") from None
+        elif name.endswith(".bin") and name.startswith("pytorch_model"):
+            with open(file, "rb") as f:
+                legacy_pickle = f.read(1) == b"\x80"  # torch.save before the zip format
+            if not legacy_pickle and not zipfile.is_zipfile(file):
+                raise UsageError(f"{file} is not a whole PyTorch weights file (truncated or garbage); {DAMAGED}")
+
+
+def _check_json_object(file: str) -> None:
+    stat = os.stat(file)
+    _check_json_object_once(file, stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=64)
+def _check_json_object_once(file: str, mtime_ns: int, size: int) -> None:
+    """Checked once per version of the file: a run loads the same dir several times (config, tokenizer,
+    weights), and a tokenizer.json can be tens of MB."""
+    try:
+        value = parse_json(read_text(file), file, DAMAGED)
+    except UsageError as e:
+        raise UsageError(f"{e}" if DAMAGED in str(e) else f"{e} ({DAMAGED})") from None
+    if not isinstance(value, dict):
+        raise UsageError(f"{file} holds {json_type(value)}, not an object; {DAMAGED}")
+
+
 def declares_own_code(loaded) -> bool:
     """A loaded config, model or tokenizer whose files name custom code (`auto_map`)."""
     config = getattr(loaded, "config", loaded)
     return bool(getattr(config, "auto_map", None) or getattr(loaded, "init_kwargs", {}).get("auto_map"))
 
 
-def load_tokenizer(name_or_path: str, cache_dir: str | None = None, trust_remote_code: bool = False):
-    return _load("a tokenizer", AutoTokenizer.from_pretrained, name_or_path,
-                 "pass a model dir with tokenizer files, a Hub id (online), or --tokenizer_name",
-                 cache_dir=cache_dir, trust_remote_code=trust_remote_code)
+TOKENIZER_FIX = "pass --tokenizer_name with the tokenizer this model was trained with (a model dir or Hub id)"
+
+
+def has_tokenizer_files(directory: str) -> bool:
+    """Whether a dir holds anything a tokenizer is read from (a vocabulary, merges, a sentencepiece
+    model, tokenizer.json or tokenizer_config.json)."""
+    for name in os.listdir(directory):
+        if name.startswith(("tokenizer", "vocab", "merges", "spiece", "sentencepiece")) or \
+                name.endswith((".model", ".spm", ".tiktoken")):
+            return True
+    return False
+
+
+def load_tokenizer(name_or_path: str, cache_dir: str | None = None, trust_remote_code: bool = False,
+                   fix: str = TOKENIZER_FIX):
+    """The tokenizer of a model dir or Hub id. A dir without tokenizer files is refused: transformers
+    would build a tokenizer from config.json alone whose vocabulary is its special tokens, so every
+    word becomes [UNK] and training runs on nothing, silently."""
+    if os.path.isdir(name_or_path) and not has_tokenizer_files(name_or_path):
+        check_model_files(name_or_path, weights=False)
+        raise UsageError(f"{name_or_path} holds no tokenizer files (tokenizer.json, vocab.txt, ...), so every word "
+                         f"would become [UNK]; {fix}")
+    tokenizer = _load("a tokenizer", AutoTokenizer.from_pretrained, name_or_path,
+                      "pass a model dir with tokenizer files, a Hub id (online), or --tokenizer_name",
+                      cache_dir=cache_dir, trust_remote_code=trust_remote_code)
+    try:
+        words = set(tokenizer.get_vocab().values()) - set(tokenizer.all_special_ids)
+    except Exception:  # a tokenizer that cannot list its vocabulary: nothing to check cheaply
+        words = {None}
+    if not words:
+        raise UsageError(f"the tokenizer of {name_or_path} knows only its {len(tokenizer)} special tokens (a "
+                         f"vocabulary file is missing?), so every word would become [UNK]; {fix}")
+    return tokenizer
+
+
+def embedding_rows(model: PreTrainedModel) -> int | None:
+    """How many token ids the model has embeddings for."""
+    try:
+        return int(model.get_input_embeddings().weight.shape[0])
+    except (AttributeError, NotImplementedError):
+        return getattr(model.config, "vocab_size", None)
+
+
+def check_vocab_fits(model: PreTrainedModel, tokenizer, which: str) -> None:
+    """Every id the tokenizer can give must have an embedding row (else the first batch holding one
+    fails with an index error mid-training, or worse on a GPU: a device-side assert)."""
+    size = tokenizer if isinstance(tokenizer, int) else len(tokenizer)
+    rows = embedding_rows(model)
+    if rows is not None and size < rows // 2:  # models pad their vocabulary a little, never by half
+        logger.warning("the tokenizer has %d tokens but the %s has embeddings for %d: is it the %s's own tokenizer?",
+                       size, which, rows, which)
+    if rows is not None and size > rows:
+        raise UsageError(f"the tokenizer has {size} tokens but the {which} has embeddings for {rows} "
+                         f"(ids 0..{rows - 1}); "
+                         f"use the {which}'s own tokenizer (--tokenizer_name) or models and a tokenizer of the same "
+                         "vocabulary")
+
+
+# What a frozen teacher of each head must be, and its head's name (see check_complete).
+EXPECTED_CHECKPOINT = {
+    AutoModelForSequenceClassification: ("classification head", "a sequence-classification checkpoint fine-tuned on "
+                                                                "the task"),
+    AutoModelForQuestionAnswering: ("question-answering head", "a question-answering checkpoint fine-tuned on SQuAD"),
+    AutoModelForMaskedLM: ("masked-LM head", "a masked-LM checkpoint (e.g. BertForMaskedLM)"),
+    AutoModelForCausalLM: ("causal-LM head", "a causal-LM checkpoint (e.g. GPT2LMHeadModel)"),
+}
+ENCODER_HEADS = (AutoModelForSequenceClassification, AutoModelForQuestionAnswering)
+ENCODER_FIX = "pass an encoder checkpoint (BERT-like: bert, distilbert, roberta, ...)"
+
+
+def is_decoder_only(config) -> bool:
+    """A GPT-style model (GPT-2, Llama, ...): it has a causal LM and no masked LM. XLNet (a permutation
+    LM used as an encoder in its paper's GLUE results) and encoder-decoders are not."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES as CAUSAL
+    from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES as MASKED
+    model_type = getattr(config, "model_type", None)
+    return (model_type in CAUSAL and model_type not in MASKED
+            and model_type != "xlnet" and not getattr(config, "is_encoder_decoder", False))
+
+
+def check_encoder(config, name_or_path: str, what: str, fix: str = ENCODER_FIX) -> None:
+    """The classification and QA pipelines feed encoders ([CLS] first, token types, right padding); a
+    decoder-only checkpoint would get a randomly initialised head and (GPT-2) its token types added
+    through the word embeddings, training something else silently, or fail mid-run."""
+    if is_decoder_only(config):
+        arch = (getattr(config, "architectures", None) or [config.model_type])[0]
+        raise UsageError(f"{what} {name_or_path!r} is a {arch} checkpoint ({config.model_type}, a decoder-only causal "
+                         f"LM); {fix}")
+
+
+def check_complete(model: PreTrainedModel, missing_keys, auto_class, name_or_path: str, what: str) -> None:
+    """A teacher is used as saved: every weight must come from its checkpoint. Missing ones (the head
+    of a checkpoint saved for another task, e.g. a pretrained BertForMaskedLM as a classification
+    teacher) would be random, and the student would learn from noise."""
+    base = getattr(model, "base_model_prefix", "") + "."
+    missing = sorted(missing_keys or [], key=lambda k: (k.startswith(base), k))  # the head's first: it names the cause
+    if missing:
+        head, expected = EXPECTED_CHECKPOINT.get(auto_class, ("head", "a checkpoint fine-tuned for this"))
+        arch = (getattr(model.config, "architectures", None) or [type(model).__name__])[0]
+        raise UsageError(f"{what} {name_or_path!r} is a {arch} checkpoint without a trained {head}: {len(missing)} "
+                         f"weight(s) of {type(model).__name__} are not in it ({', '.join(missing[:2])}) and would be "
+                         f"random; pass {expected}")
 
 
 def model_label_names(config) -> list[str] | None:
@@ -75,11 +246,12 @@ def resolve_label_order(config, task_labels: tuple[str, ...]) -> list[str]:
 
 def load_classifier(name_or_path: str, task_labels: tuple[str, ...], *, config_name: str | None = None,
                     cache_dir: str | None = None, trust_remote_code: bool = False,
-                    layer_ids: list[int] | None = None) -> tuple[PreTrainedModel, list[str]]:
+                    layer_ids: list[int] | None = None, what: str = "the student") -> tuple[PreTrainedModel, list[str]]:
     """The student: a sequence classifier for the task's labels (one output when there are none:
     regression), optionally cut down to the listed layers. Returns it with its label order
     (see resolve_label_order)."""
     config = load_source_config(config_name or name_or_path, cache_dir, trust_remote_code)
+    check_encoder(config, config_name or name_or_path, what)
     label_order = resolve_label_order(config, task_labels) if task_labels else []
     num_labels = len(task_labels) or 1
     config.num_labels = num_labels
@@ -89,8 +261,8 @@ def load_classifier(name_or_path: str, task_labels: tuple[str, ...], *, config_n
     config.problem_type = "regression" if num_labels == 1 else "single_label_classification"
     # ignore_mismatched_sizes: a head of another size (e.g. MNLI's 3 labels for a 2-label task) is re-made.
     model = _load("model weights", AutoModelForSequenceClassification.from_pretrained, name_or_path,
-                  "pass a local model dir or a Hub id (online)", config=config, cache_dir=cache_dir,
-                  trust_remote_code=trust_remote_code, ignore_mismatched_sizes=True)
+                  "pass a local model dir or a Hub id (online)", check_weights=True, config=config,
+                  cache_dir=cache_dir, trust_remote_code=trust_remote_code, ignore_mismatched_sizes=True)
     if layer_ids is not None:
         model = keep_layers(model, layer_ids)
     return model, label_order
@@ -98,9 +270,10 @@ def load_classifier(name_or_path: str, task_labels: tuple[str, ...], *, config_n
 
 def load_teacher(name_or_path: str, cache_dir: str | None = None, trust_remote_code: bool = False) -> PreTrainedModel:
     """The teacher exactly as saved: its head is never resized or re-initialised (a head that does
-    not fit the task is refused by check_teacher_labels instead)."""
-    return _load("the teacher", AutoModelForSequenceClassification.from_pretrained, name_or_path,
-                 "pass a model dir fine-tuned on the task", cache_dir=cache_dir, trust_remote_code=trust_remote_code)
+    not fit the task is refused by check_teacher_labels instead, a missing one by check_complete)."""
+    return load_pretrained(AutoModelForSequenceClassification, name_or_path, what="the teacher", cache_dir=cache_dir,
+                           trust_remote_code=trust_remote_code, complete=True,
+                           fix="pass a model dir fine-tuned on the task")
 
 
 def load_source_config(name_or_path: str, cache_dir: str | None = None, trust_remote_code: bool = False):
@@ -183,13 +356,22 @@ def check_teacher_labels(teacher: PreTrainedModel, student_order: list[str], num
                          "or start the student from a checkpoint with the teacher's order")
 
 
+TEACHER_TOKENIZER_FIX = ("the teacher's tokenizer is needed to check that it shares the student's vocabulary: save "
+                         "it into the teacher's dir (tokenizer.save_pretrained)")
+
+
+def load_teacher_tokenizer(path: str, cache_dir: str | None = None, trust_remote_code: bool = False):
+    return load_tokenizer(path, cache_dir, trust_remote_code, fix=TEACHER_TOKENIZER_FIX)
+
+
 def load_checked_teacher(path: str, student_tokenizer, student_label_order: list[str], num_labels: int,
                          max_seq_length: int, cache_dir: str | None = None, trust_remote_code: bool = False):
     """The teacher, after every pairing check with the student: outputs and label order,
     vocabulary, and room for max_seq_length positions."""
     teacher = load_teacher(path, cache_dir, trust_remote_code)
     check_teacher_labels(teacher, student_label_order, num_labels, path)
-    check_same_vocabulary(student_tokenizer, load_tokenizer(path, cache_dir, trust_remote_code), path)
+    check_same_vocabulary(student_tokenizer, load_teacher_tokenizer(path, cache_dir, trust_remote_code), path)
+    check_vocab_fits(teacher, student_tokenizer, "teacher")
     check_max_length(teacher, max_seq_length, "teacher")
     return teacher
 
@@ -199,11 +381,13 @@ def load_trainable_teacher(path: str, student_tokenizer, student_label_order: li
                            trust_remote_code: bool = False):
     """A teacher that will learn (ProKT, LGTM): like the student, a pretrained model gets a new head for
     the task's labels; a fine-tuned one keeps its head, which must use the student's label order."""
-    teacher, order = load_classifier(path, task_labels, cache_dir=cache_dir, trust_remote_code=trust_remote_code)
+    teacher, order = load_classifier(path, task_labels, cache_dir=cache_dir, trust_remote_code=trust_remote_code,
+                                     what="the teacher")
     if list(order) != list(student_label_order):
         raise UsageError(f"teacher {path!r} label order {order} differs from the student's "
                          f"{list(student_label_order)}; start both from checkpoints with the same order")
-    check_same_vocabulary(student_tokenizer, load_tokenizer(path, cache_dir, trust_remote_code), path)
+    check_same_vocabulary(student_tokenizer, load_teacher_tokenizer(path, cache_dir, trust_remote_code), path)
+    check_vocab_fits(teacher, student_tokenizer, "teacher")
     check_max_length(teacher, max_seq_length, "teacher")
     return teacher
 
@@ -216,11 +400,27 @@ def check_max_length(model: PreTrainedModel, max_seq_length: int, which: str) ->
 
 
 def load_pretrained(auto_class, name_or_path: str, *, what: str = "model weights", cache_dir: str | None = None,
-                    trust_remote_code: bool = False, layer_ids: list[int] | None = None, **kwargs):
+                    trust_remote_code: bool = False, layer_ids: list[int] | None = None, complete: bool = False,
+                    fix: str = "pass a local model dir or a Hub id (online)", **kwargs):
     """`auto_class.from_pretrained` with our one-line error, optionally cut down to `layer_ids`
-    (for task heads other than sequence classification: question answering, masked/causal LM)."""
-    model = _load(what, auto_class.from_pretrained, name_or_path, "pass a local model dir or a Hub id (online)",
-                  cache_dir=cache_dir, trust_remote_code=trust_remote_code, **kwargs)
+    (for task heads other than sequence classification: question answering, masked/causal LM).
+    Classification and QA heads need an encoder (check_encoder); `complete` (a frozen teacher): every
+    weight must come from the checkpoint (check_complete)."""
+    if auto_class in ENCODER_HEADS:  # from the config alone: a decoder-only LLM is refused before its weights load
+        config = load_source_config(name_or_path, cache_dir, trust_remote_code)
+        check_encoder(config, name_or_path, what,
+                      f"pass {EXPECTED_CHECKPOINT[auto_class][1]} (BERT-like)" if complete else ENCODER_FIX)
+    loading = {}
+
+    def loader(path, **kw):
+        model, info = auto_class.from_pretrained(path, output_loading_info=True, **kw)
+        loading.update(info)
+        return model
+
+    model = _load(what, loader, name_or_path, fix, check_weights=True, cache_dir=cache_dir,
+                  trust_remote_code=trust_remote_code, **kwargs)
+    if complete:
+        check_complete(model, loading.get("missing_keys"), auto_class, name_or_path, what)
     return keep_layers(model, layer_ids) if layer_ids is not None else model
 
 

@@ -168,6 +168,16 @@ class CachedTeacher(FrozenTeacher):
         return stored
 
     def _load(self, dataset: TokenizedDataset) -> None:
+        try:
+            self._read_tables(dataset)
+        except Exception as e:  # a cache damaged on disk (truncated part, edited meta.json): never train on it
+            raise UsageError(f"the teacher-output cache {self.path} is damaged ({type(e).__name__}: "
+                             f"{(str(e).splitlines() or [''])[0][:120]}); delete that dir (the next run rebuilds "
+                             "it) or drop --cache_teacher_outputs") from None
+        logger.info("teacher outputs: %s (%.1f MB in memory)", ", ".join(sorted(self.tables)),
+                    sum(t.numel() * t.element_size() for t in self.tables.values()) / 2**20)
+
+    def _read_tables(self, dataset: TokenizedDataset) -> None:
         with open(os.path.join(self.path, "meta.json"), encoding="utf-8") as f:
             meta = json.load(f)
         lengths = torch.tensor(dataset.lengths, dtype=torch.int64)
@@ -191,8 +201,9 @@ class CachedTeacher(FrozenTeacher):
                 else:
                     table[ids] = part[name]
             self.tables[name] = table
-        logger.info("teacher outputs: %s (%.1f MB in memory)", ", ".join(sorted(self.tables)),
-                    sum(t.numel() * t.element_size() for t in self.tables.values()) / 2**20)
+        stored = sorted(i for part in parts for i in part["example_id"].tolist())
+        if stored != list(range(len(dataset))):
+            raise ValueError(f"it holds {len(stored)} examples' outputs, not each of the {len(dataset)} once")
 
     # ------------------------------------------------------------------ per micro-batch
     def outputs(self, batch: dict[str, torch.Tensor], **forward_kwargs):

@@ -41,20 +41,22 @@ from distill.checkpoint import (
     TrainerState,
     list_checkpoints,
     load_model_weights,
+    load_state_checked,
     load_training_state,
     rng_state,
     rotate_checkpoints,
     save_checkpoint,
+    save_model_files,
     set_rng_state,
 )
 from distill.errors import UsageError
-from distill.io_utils import atomic_write_json, replace_dir
+from distill.io_utils import atomic_write_json, replace_dir, writing
 from distill.modeling import forward_input_names, model_inputs
 from distill.objective import Objective, weighted_loss
 from distill.optim import make_adamw, make_scheduler
+from distill.run_dir import RunStart, read_flags
 
 logger = logging.getLogger(__name__)
-BEST_DIR = "best_checkpoint"
 TEACHER_DIR = "teacher"  # the best trained teacher (ProKT, LGTM), a plain Hugging Face model dir
 
 
@@ -116,6 +118,11 @@ class DistillationTrainer:
         self.student_inputs = forward_input_names(student)
         self.optimizer = self.scheduler = None
         self.tb_writer = None
+        self.start: RunStart | None = None  # how this run starts in its output dir (distill/run_dir.py)
+        self._claimed = False
+        self.resumed_from: str | None = None
+        self._clock = (time.time(), 0.0)  # (session start, train_runtime before it)
+        self._first_step = 1  # the first step this session trains
 
     # ------------------------------------------------------------------ setup
     def create_optimizer(self, total_steps: int) -> None:
@@ -129,10 +136,24 @@ class DistillationTrainer:
         if self.teacher is not None:
             self.teacher.prepare(self, total_steps)
 
+    def _claim_output_dir(self) -> None:
+        """Before training's first write: make the output dir this run's (a fresh start clears what an
+        earlier run left there). Not earlier: a run that fails first (bad input, a NaN at step 1) must
+        leave the dir as it was, also under --overwrite_output_dir."""
+        if not self._claimed and self.start is not None and self.accelerator.is_main_process:
+            self.start.claim()
+        self._claimed = True
+
     def _log(self, logs: dict, step: int) -> None:
         # 6 significant digits: small quantities (LGTM's influence, learning rates) keep their value
         entry = {**{k: float(f"{v:.6g}") if isinstance(v, float) else v for k, v in logs.items()}, "step": step}
         self.state.log_history.append(entry)
+        self._claim_output_dir()
+        if self.accelerator.is_main_process and self.args.report_to == "tensorboard" and self.tb_writer is None:
+            from torch.utils.tensorboard import SummaryWriter
+            # A resumed run drops the events a killed attempt logged after its checkpoint.
+            self.tb_writer = SummaryWriter(self.args.logging_dir or os.path.join(self.args.output_dir, "runs"),
+                                           purge_step=self._first_step if self._first_step > 1 else None)
         if self.tb_writer is not None:
             for key, value in logs.items():
                 if isinstance(value, (int, float)):
@@ -233,7 +254,11 @@ class DistillationTrainer:
         return logs
 
     # ------------------------------------------------------------------ training
-    def train(self, resume_from: str | None = None) -> dict:
+    def train(self, start: RunStart | None = None) -> dict:
+        """Train to the end (resuming from `start.resume_from` if set), then load the best evaluated
+        weights. `start.claim()` makes the output dir this run's just before training's first write
+        (see _claim_output_dir). A run resumed at its last step (rerun of a finished command) trains
+        nothing and returns the metrics the finished run returned."""
         args, acc = self.args, self.accelerator
         if self.batch_source is None:
             order = TrainBatchOrder(self.train_dataset.lengths, args.per_device_train_batch_size, args.seed,
@@ -249,17 +274,28 @@ class DistillationTrainer:
             total_steps = max(1, math.ceil(args.num_train_epochs * steps_per_epoch))
         num_epochs = math.ceil(total_steps / steps_per_epoch)
         self.create_optimizer(total_steps)
-        if resume_from:
-            self._resume(resume_from)
-        if acc.is_main_process and args.report_to == "tensorboard":
-            from torch.utils.tensorboard import SummaryWriter
-            self.tb_writer = SummaryWriter(args.logging_dir or os.path.join(args.output_dir, "runs"))
+        if start is not None and start.resume_from:
+            self._resume(start.resume_from, total_steps)
+        self.start = start
         logger.info("training: %d examples, %d epochs, %d optimizer steps, global batch %d", source.num_examples,
                     num_epochs, total_steps,
                     args.per_device_train_batch_size * acc.num_processes * args.gradient_accumulation_steps)
+        if self.state.global_step < total_steps:
+            self._train_steps(source, steps_per_epoch, num_epochs, total_steps)
+        self._finish_training()
+        return {"train_runtime": round(self.state.train_runtime, 3), "train_samples": source.num_examples,
+                "train_steps_per_second": round(self.state.global_step / max(self.state.train_runtime, 1e-9), 3),
+                "train_loss": self.state.train_loss_sum / max(self.state.global_step, 1),
+                "epoch": round(self.state.epoch, 4), "total_optimizer_steps": self.state.global_step}
+
+    def _train_steps(self, source, steps_per_epoch: int, num_epochs: int, total_steps: int) -> None:
+        """The loop, from the current step to `total_steps`."""
+        args, acc = self.args, self.accelerator
+        self._first_step = self.state.global_step + 1
         bar = tqdm(total=total_steps, initial=self.state.global_step, desc="train",
                    disable=args.disable_tqdm or not acc.is_local_main_process)
-        start, steps_run = time.time(), 0
+        # train_runtime counts every session's training time up to the last checkpoint (see _save_checkpoint)
+        self._clock = (time.time(), self.state.train_runtime)
         first_epoch = self.state.global_step // steps_per_epoch
         for epoch in range(first_epoch, num_epochs):
             done_in_epoch = self.state.global_step - epoch * steps_per_epoch
@@ -269,22 +305,14 @@ class DistillationTrainer:
                 logs = self.optimizer_step(micro)
                 self.state.global_step += 1
                 self.state.epoch = self.state.global_step / steps_per_epoch
-                steps_run += 1
                 self.state.train_loss_sum += logs["loss/total"]
                 bar.update(1)
                 bar.set_postfix(loss=f"{logs['loss/total']:.4f}")
                 self._after_step(logs, steps_per_epoch, total_steps)
         bar.close()
-        runtime = time.time() - start
-        self._finish_training()
-        metrics = {"train_runtime": round(runtime, 3), "train_samples": source.num_examples,
-                   "train_steps_per_second": round(steps_run / max(runtime, 1e-9), 3),
-                   "train_loss": self.state.train_loss_sum / max(self.state.global_step, 1),
-                   "epoch": round(self.state.epoch, 4),
-                   "total_optimizer_steps": self.state.global_step}
         if self.tb_writer is not None:
             self.tb_writer.close()
-        return metrics
+            self.tb_writer = None
 
     def _after_step(self, logs: dict, steps_per_epoch: int, total_steps: int) -> None:
         """Logging (averaged over the steps since the last log), evaluation and checkpoints."""
@@ -301,20 +329,23 @@ class DistillationTrainer:
         end_of_epoch = step % steps_per_epoch == 0
         strategy = args.resolved_eval_strategy()
         due = last or (step % args.eval_steps == 0 if strategy == "steps" else end_of_epoch)
+        new_best = False
         if strategy != "no" and (self.eval_datasets or self.evaluator is not None) and due:
-            self._evaluate_and_track_best()
+            new_best = self._evaluate_and_track_best()
         save_every = args.save_steps or (args.eval_steps if strategy == "steps" else None)
-        if last or (step % save_every == 0 if save_every else end_of_epoch):
+        # The best model is kept as the checkpoint of its step (written whenever a dev score improves,
+        # never rotated away): one atomic unit with the state that names it, whatever a kill interrupts.
+        if last or new_best or (step % save_every == 0 if save_every else end_of_epoch):
             self._save_checkpoint()
 
-    def _evaluate_and_track_best(self) -> None:
-        model = self._model_to_save()  # one plain model (one export through a transform) to score and save
-        metrics = self.evaluate(model)
+    def _evaluate_and_track_best(self) -> bool:
+        """Evaluate the student (and a teacher that learns); True when either improved its best."""
+        metrics = self.evaluate(self._model_to_save())  # one export through a transform for every eval set
         self._log(metrics, self.state.global_step)
         value = metrics[f"eval_{self.main_metric}"]
-        if self._improves(value, self.state.best_metric):
+        improved = self._improves(value, self.state.best_metric)
+        if improved:
             self.state.best_metric, self.state.best_step = value, self.state.global_step
-            self._save_best(model, BEST_DIR)
         logger.info("step %d: %s = %.4f (best %.4f at step %d)", self.state.global_step, self.main_metric, value,
                     self.state.best_metric, self.state.best_step)
         if self.teacher is not None and self.teacher.learns:
@@ -324,26 +355,29 @@ class DistillationTrainer:
             t_value = t_metrics[f"teacher_eval_{self.main_metric}"]
             if self._improves(t_value, self.state.teacher_best_metric):
                 self.state.teacher_best_metric, self.state.teacher_best_step = t_value, self.state.global_step
-                self._save_best(self.teacher.model, TEACHER_DIR)
+                improved = True
             logger.info("step %d: teacher %s = %.4f (best %.4f at step %d)", self.state.global_step,
                         self.main_metric, t_value, self.state.teacher_best_metric, self.state.teacher_best_step)
+        return improved
 
     def _improves(self, value: float, best: float | None) -> bool:
         return best is None or (value > best if self.greater_is_better else value < best)
 
-    def _save_best(self, model, dir_name: str) -> None:
-        """`model` (plus the tokenizer) to output_dir/dir_name, replacing the previous best atomically."""
+    def _save_model_dir(self, model, dir_name: str) -> None:
+        """`model` (plus the tokenizer) to output_dir/dir_name, replacing an earlier copy atomically."""
         if self.accelerator.is_main_process:
             tmp = os.path.join(self.args.output_dir, dir_name + ".tmp")
             shutil.rmtree(tmp, ignore_errors=True)
-            model.save_pretrained(tmp)
-            if self.tokenizer is not None:
-                self.tokenizer.save_pretrained(tmp)
-            replace_dir(tmp, os.path.join(self.args.output_dir, dir_name))
+            with writing(os.path.join(self.args.output_dir, dir_name), cleanup=tmp):
+                save_model_files(tmp, model, self.tokenizer)
+                replace_dir(tmp, os.path.join(self.args.output_dir, dir_name))
 
     def _save_checkpoint(self) -> None:
         acc = self.accelerator
         acc.wait_for_everyone()
+        started, runtime_before = self._clock
+        self.state.train_runtime = runtime_before + time.time() - started
+        self._claim_output_dir()
         # A batch source's state (MiniLLM's rollout buffer) differs per process: keep every process's.
         source_states = [self.batch_source.state_dict()] if self.batch_source is not None else []
         if acc.num_processes > 1:
@@ -354,8 +388,9 @@ class DistillationTrainer:
                             scheduler=self.scheduler, state=self.state,
                             teacher_state=self.teacher.state_dict() if self.teacher is not None else {},
                             process_rng=rng_state(), student_state=self._training_model_state(),
-                            source_state=source_states)
-            rotate_checkpoints(self.args.output_dir, self.args.save_total_limit)
+                            source_state=source_states, run_flags=self.start.flags if self.start else None)
+            rotate_checkpoints(self.args.output_dir, self.args.save_total_limit,
+                               keep=(self.state.best_step, self.state.teacher_best_step))
         acc.wait_for_everyone()
 
     def _training_model_state(self) -> dict | None:
@@ -367,7 +402,7 @@ class DistillationTrainer:
         return {k: v.detach().cpu() for k, v in self.unwrapped_student.state_dict().items()}
 
     def _load_saved_student(self, model_dir: str) -> None:
-        """Load a saved plain model (best_checkpoint/) into the training student."""
+        """Load a saved plain model (the best step's checkpoint) into the training student."""
         path = os.path.join(model_dir, "model.safetensors")
         if self.model_transform is None:
             load_model_weights(self.unwrapped_student, path)
@@ -375,8 +410,11 @@ class DistillationTrainer:
         from safetensors.torch import load_file
         self.model_transform.load_dense_state(self.unwrapped_student, load_file(path))
 
-    def _resume(self, path: str) -> None:
+    def _resume(self, path: str, total_steps: int) -> None:
         training, state = load_training_state(path)
+        if state.global_step > total_steps:
+            raise UsageError(f"{path} is at step {state.global_step}, beyond this run's {total_steps} steps; resume "
+                             "with the flags that made it, or start over with --overwrite_output_dir")
         raw = training.get("student")
         if (raw is None) != (self.model_transform is None):
             made = "with" if raw is not None else "without"
@@ -394,25 +432,38 @@ class DistillationTrainer:
         if training.get("source"):
             self.batch_source.load_state_dict(training["source"][self.accelerator.process_index])
         self.state = state
+        self.resumed_from = path
         logger.info("resumed from %s at step %d", path, state.global_step)
 
     def _finish_training(self) -> None:
-        """Load the best evaluated weights (if any) back into the student, and into a teacher that
-        learned; a teacher never evaluated is saved as it ended."""
-        out = self.args.output_dir
+        """Load the best evaluated weights back into the student, and into a teacher that learned (from
+        the checkpoints of their steps); the teacher is saved as teacher/ (as it ended if never scored)."""
+        self._claim_output_dir()  # (a resumed run that had nothing left to train has not written yet)
         self.accelerator.wait_for_everyone()
-        if self.state.best_step is not None and os.path.isdir(os.path.join(out, BEST_DIR)):
-            self._load_saved_student(os.path.join(out, BEST_DIR))
+        if self.state.best_step is not None:
+            self._load_saved_student(self._checkpoint_of(self.state.best_step, "best model"))
             logger.info("loaded the best model (step %d, %s = %.4f)", self.state.best_step, self.main_metric,
                         self.state.best_metric)
         if self.teacher is not None and self.teacher.learns:
-            if self.state.teacher_best_step is not None and os.path.isdir(os.path.join(out, TEACHER_DIR)):
-                load_model_weights(self.teacher.model, os.path.join(out, TEACHER_DIR, "model.safetensors"))
+            if self.state.teacher_best_step is not None:
+                path = self._checkpoint_of(self.state.teacher_best_step, "best teacher")
+                load_state_checked(self.teacher.model, load_training_state(path)[0]["teacher"]["model"], path)
                 logger.info("loaded the best teacher (step %d, %s = %.4f) into %s", self.state.teacher_best_step,
-                            self.main_metric, self.state.teacher_best_metric, os.path.join(out, TEACHER_DIR))
-            else:
-                self._save_best(self.teacher.model, TEACHER_DIR)
+                            self.main_metric, self.state.teacher_best_metric,
+                            os.path.join(self.args.output_dir, TEACHER_DIR))
+            self._save_model_dir(self.teacher.model, TEACHER_DIR)
             self.accelerator.wait_for_everyone()
+
+    def _checkpoint_of(self, step: int, what: str) -> str:
+        """checkpoint-<step> of this run (made with its flags): in the output dir, or beside the checkpoint
+        it resumed from."""
+        places = [self.args.output_dir] + ([os.path.dirname(self.resumed_from)] if self.resumed_from else [])
+        for place in places:
+            path = os.path.join(place, f"checkpoint-{step}")
+            if os.path.isdir(path) and (self.start is None or read_flags(path) == self.start.flags):
+                return path
+        raise UsageError(f"the {what} of this run is checkpoint-{step}, which is missing from {places[0]}; restore it, "
+                         "or start over with --overwrite_output_dir")
 
     # ------------------------------------------------------------------ evaluation and saving
     @torch.no_grad()
@@ -470,14 +521,12 @@ class DistillationTrainer:
         if self.accelerator.is_main_process:
             tmp = os.path.join(output_dir, ".model.tmp")
             shutil.rmtree(tmp, ignore_errors=True)
-            self._model_to_save().save_pretrained(tmp)
-            if self.tokenizer is not None:
-                self.tokenizer.save_pretrained(tmp)
-            for name in os.listdir(tmp):  # file by file rename: each file is either old or new
-                os.replace(os.path.join(tmp, name), os.path.join(output_dir, name))
-            os.rmdir(tmp)
+            with writing(f"the final model to {output_dir}", cleanup=tmp):
+                save_model_files(tmp, self._model_to_save(), self.tokenizer)
+                for name in os.listdir(tmp):  # file by file rename: each file is either old or new
+                    os.replace(os.path.join(tmp, name), os.path.join(output_dir, name))
+                os.rmdir(tmp)
             self.state.save(os.path.join(output_dir, "trainer_state.json"))
-            shutil.rmtree(os.path.join(output_dir, BEST_DIR), ignore_errors=True)
 
     def log_once(self, metrics: dict, step: int = 0) -> None:
         """Metrics measured once outside training (a fixed teacher's perplexity): to TensorBoard."""

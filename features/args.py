@@ -44,15 +44,16 @@ class FeatureOptions:
 class GlueFeatureArguments(FeatureOptions):
     """run_glue.py: unset (None) unless the paper's flags are used; then the paper's defaults fill the rest."""
     alpha_ce: float | None = field(default=None, metadata={"help": "Paper name of the KD-term weight (0.5 in paper "
-                                                                    "mode); use instead of --alpha_kd."})
+                                                                    "mode); use instead of --alpha_kd.",
+                                                            "range": ">= 0"})
     alpha_glue: float | None = field(default=None, metadata={"help": "Weight of the task cross-entropy (0.5 in "
-                                                                      "paper mode)."})
+                                                                      "paper mode).", "range": ">= 0"})
     alpha_corr: float | None = field(default=None, metadata={"help": "Weight of the one-to-one cross-correlation "
-                                                                     "loss (0.005 in paper mode)."})
+                                                                     "loss (0.005 in paper mode).", "range": ">= 0"})
     alpha_mse: float | None = field(default=None, metadata={"help": "Weight of the last-hidden-state MSE (0.5 in "
-                                                                    "paper mode)."})
+                                                                    "paper mode).", "range": ">= 0"})
     alpha_cos: float | None = field(default=None, metadata={"help": "Weight of the last-hidden-state cosine loss "
-                                                                    "(0.5 in paper mode)."})
+                                                                    "(0.5 in paper mode).", "range": ">= 0"})
 
     def paper_mode(self) -> bool:
         """Any of the paper's weights given: the run follows the paper's loss (and its defaults)."""
@@ -73,7 +74,9 @@ class TaskLossArguments(FeatureOptions):
     alpha_corr: float = field(default=0.0, metadata={"help": "Weight of the one-to-one cross-correlation loss."})
     alpha_mse: float = field(default=0.0, metadata={"help": "Weight of the last-hidden-state MSE."})
     alpha_cos: float = field(default=0.0, metadata={"help": "Weight of the last-hidden-state cosine loss."})
-    temperature: float = field(default=2.0, metadata={"help": "Softmax temperature of the KD term (τ² scaled)."})
+    temperature: float = field(default=2.0,
+                               metadata={"help": "Softmax temperature of the KD term (τ² scaled).",
+                                         "range": "[0.01, 1000]"})
 
     def feature_weights(self) -> dict[str, float]:
         """{"corr", "hidden_mse", "hidden_cos"} -> weight, after checking them with the feature options."""

@@ -12,20 +12,24 @@ class ImdbDataArguments:
                                                                    "(e.g. ../shared/data/imdb/imdb_50k.csv.gz). "
                                                                    "Default: the Hub's imdb."})
     dev_fraction: float = field(default=0.1, metadata={"help": "Label-stratified share of TRAIN held out as the dev "
-                                                               "set that selects the best checkpoint."})
-    max_seq_length: int = field(default=512, metadata={"help": "Tokens per review, special tokens included."})
+                                                               "set that selects the best checkpoint.",
+                                                       "range": "(0, 1)"})
+    max_seq_length: int = field(default=512,
+                                metadata={"help": "Tokens per review, special tokens included.", "range": ">= 8"})
     truncation: str = field(default="head_tail", metadata={"help": "Long reviews: head_tail (first --head_tokens + "
                                                                    "last tokens, Sun et al. 2019), head or tail."})
-    head_tokens: int = field(default=128, metadata={"help": "Tokens kept from the start with head_tail."})
+    head_tokens: int = field(default=128,
+                             metadata={"help": "Tokens kept from the start with head_tail.", "range": ">= 0"})
     max_train_samples: int | None = field(default=None, metadata={"help": "Keep N training reviews (after the dev "
-                                                                          "split; a seeded random subset)."})
-    max_eval_samples: int | None = field(default=None, metadata={"help": "Keep N dev reviews."})
+                                                                          "split; a seeded random subset).",
+                                                                  "range": ">= 1"})
+    max_eval_samples: int | None = field(default=None, metadata={"range": ">= 1", "help": "Keep N dev reviews."})
     max_predict_samples: int | None = field(default=None, metadata={"help": "Keep N test reviews (a seeded random "
-                                                                            "subset)."})
+                                                                            "subset).", "range": ">= 1"})
     group_by_length: bool = field(default=True, metadata={"help": "Batch reviews of similar length."})
 
 
 @dataclass
 class ImdbLossArguments(TaskLossArguments):
     alpha_imdb: float = field(default=0.5, metadata={"help": "Weight of the cross-entropy with the gold label "
-                                                             "(1.0 when there is no teacher)."})
+                                                             "(1.0 when there is no teacher).", "range": ">= 0"})

@@ -10,15 +10,13 @@ The reviews' `<br />` line-break tags are replaced by spaces first (markup, not 
 """
 from __future__ import annotations
 
-import csv
-import gzip
-import os
 from dataclasses import dataclass
 
 import numpy as np
 
 from distill.batching import TokenizedDataset
 from distill.errors import UsageError
+from distill.text_files import csv_records, text_lines
 
 LABELS = ("neg", "pos")  # label 0 = negative, 1 = positive (the dataset's own coding)
 TRUNCATIONS = ("head", "tail", "head_tail")
@@ -43,27 +41,43 @@ class Reviews:
         return self.select(sorted(np.random.default_rng(seed).permutation(len(self))[:n].tolist()))
 
 
+SPLITS = ("train", "test")
+
+
 def read_imdb_csv(path: str) -> dict[str, Reviews]:
-    """{"train": ..., "test": ...} from the csv (gzip-compressed when the name ends in .gz)."""
-    if not os.path.isfile(path):
-        raise UsageError(f"IMDB file not found: {path}; pass ../shared/data/imdb/imdb_50k.csv.gz or a csv with "
-                         "columns split,label,text")
-    opener = gzip.open if path.endswith(".gz") else open
-    splits: dict[str, Reviews] = {}
-    with opener(path, "rt", encoding="utf-8", newline="") as f:
-        reader = csv.DictReader(f)
-        missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise UsageError(f"{path} lacks column(s) {', '.join(missing)} (has {reader.fieldnames}); the IMDB csv "
-                             "needs split,label,text")
-        for line, row in enumerate(reader, start=2):
-            if row["label"] not in ("0", "1"):
-                raise UsageError(f"{path} line {line}: label {row['label']!r} is not 0 (neg) or 1 (pos); fix the file")
-            part = splits.setdefault(row["split"], Reviews([], []))
-            part.texts.append(row["text"])
-            part.labels.append(int(row["label"]))
-    if "train" not in splits or "test" not in splits:
-        raise UsageError(f"{path} needs rows of split 'train' and 'test' (found {sorted(splits)})")
+    """{"train": ..., "test": ...} from the csv (gzip-compressed when the name ends in .gz). Every row
+    has the header's fields, a split of train/test and a label of 0/1; both splits must hold reviews."""
+    lines = text_lines(path, not_found=f"IMDB file not found: {path}; pass ../shared/data/imdb/imdb_50k.csv.gz or a "
+                                       "csv with columns split,label,text")
+    records = csv_records(lines, path)
+    _, header = next(records, (0, None))
+    if header is None:
+        raise UsageError(f"{path} is empty; pass the IMDB csv(.gz) with columns split,label,text")
+    missing = [c for c in REQUIRED_COLUMNS if c not in header]
+    if missing:
+        raise UsageError(f"{path} lacks column(s) {', '.join(missing)} (has {header}); the IMDB csv "
+                         "needs split,label,text")
+    split_col, label_col, text_col = (header.index(c) for c in REQUIRED_COLUMNS)
+    splits: dict[str, Reviews] = {name: Reviews([], []) for name in SPLITS}
+    for line, row in records:
+        if len(row) != len(header):  # an unquoted comma in a review, or a cut-off row: fields would shift
+            raise UsageError(f"{path} line {line}: {len(row)} fields but the header has {len(header)} "
+                             f"({', '.join(header)}); quote reviews that contain commas, and give every row every "
+                             "column")
+        if row[split_col] not in SPLITS:  # e.g. aclImdb's unlabelled 'unsup' reviews, or 'Train'
+            raise UsageError(f"{path} line {line}: split {row[split_col]!r} is not train or test; fix the row or "
+                             "drop it")
+        if row[label_col] not in ("0", "1"):
+            raise UsageError(f"{path} line {line}: label {row[label_col]!r} is not 0 (neg) or 1 (pos); fix the "
+                             "file")
+        part = splits[row[split_col]]
+        part.texts.append(row[text_col])
+        part.labels.append(int(row[label_col]))
+    empty = [name for name in SPLITS if not splits[name]]
+    if empty:
+        found = sorted(name for name in SPLITS if splits[name])
+        raise UsageError(f"{path} needs rows of split 'train' and 'test' (found {found}); add the "
+                         f"{' and '.join(empty)} reviews")
     return splits
 
 
@@ -89,7 +103,11 @@ def split_dev(train: Reviews, dev_fraction: float, seed: int) -> tuple[Reviews, 
         rows = np.flatnonzero(labels == label)
         dev_rows += rng.permutation(rows)[:max(1, round(dev_fraction * len(rows)))].tolist()
     dev_set = set(dev_rows)
-    return train.select([i for i in range(len(train)) if i not in dev_set]), train.select(sorted(dev_rows))
+    rest = train.select([i for i in range(len(train)) if i not in dev_set])
+    if not rest:
+        raise UsageError(f"the train split has {len(train)} review(s), all taken by the dev split "
+                         f"(--dev_fraction {dev_fraction}); add training reviews")
+    return rest, train.select(sorted(dev_rows))
 
 
 def _special_tokens(tokenizer) -> tuple[list[int], list[int]]:

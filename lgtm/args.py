@@ -15,9 +15,11 @@ class TeacherLearningArguments:
     train_teacher: bool = field(
         default=False, metadata={"help": "ProKT: the teacher learns too, one step toward the student before each "
                                          "student step (METHODS.md §2). Needs --teacher_model."})
-    t_learning_rate: float = field(default=3e-5, metadata={"help": "Peak AdamW learning rate of the teacher."})
+    t_learning_rate: float = field(default=3e-5,
+                                   metadata={"help": "Peak AdamW learning rate of the teacher.", "range": ">= 0"})
     t_alpha_kd: float = field(
-        default=0.4, metadata={"help": "Teacher loss: t_alpha_kd·KL(p_s‖p_t) + (1 − t_alpha_kd)·CE(t, y)."})
+        default=0.4,
+        metadata={"help": "Teacher loss: t_alpha_kd·KL(p_s‖p_t) + (1 − t_alpha_kd)·CE(t, y).", "range": "[0, 1]"})
     init_classifier_to_zero: bool = field(
         default=False, metadata={"help": "Zero the output layer (weight and bias) of both classifiers at the start "
                                          "(for a teacher that starts from a pretrained, not fine-tuned, model)."})
@@ -30,7 +32,8 @@ class TeacherLearningArguments:
                           "student's distillation loss, η = the student's learning rate) or teacher_aux (the "
                           "released code: the teacher's loss, η = the teacher's learning rate)."})
     lgtm_fd_radius: float = field(
-        default=0.01, metadata={"help": "Finite-difference radius r: ε = r / ‖v‖ with v the quiz gradient."})
+        default=0.01,
+        metadata={"help": "Finite-difference radius r: ε = r / ‖v‖ with v the quiz gradient.", "range": "> 0"})
     lgtm_exact: bool = field(
         default=False, metadata={"help": "Exact influence by double backward instead of the finite difference "
                                          "(slower; for checking and small models)."})
@@ -40,7 +43,7 @@ class TeacherLearningArguments:
                           "the dev set, as the released code did (dev scores are then optimistic)."})
     lgtm_quiz_fraction: float = field(
         default=0.1, metadata={"help": "Fraction of the training set held out as quiz data (--lgtm_quiz_source "
-                                       "train)."})
+                                       "train).", "range": "(0, 1)"})
 
     def validate(self, has_teacher: bool, alpha_kd: float) -> None:
         """Refuse combinations that cannot mean what the user wants."""
@@ -56,18 +59,10 @@ class TeacherLearningArguments:
         if self.train_teacher and alpha_kd == 0.0 and self.use_lgtm:
             raise UsageError("--use_lgtm with --alpha_kd 0: the student ignores the teacher, so the teacher has no "
                              "influence to learn from; raise --alpha_kd")
-        if not 0.0 <= self.t_alpha_kd <= 1.0:
-            raise UsageError(f"--t_alpha_kd must be in [0, 1], got {self.t_alpha_kd}")
-        if self.t_learning_rate <= 0:
-            raise UsageError(f"--t_learning_rate must be > 0, got {self.t_learning_rate}")
         if self.lgtm_influence not in INFLUENCE_MODES:
             raise UsageError(f"--lgtm_influence {self.lgtm_influence!r}: choose {' or '.join(INFLUENCE_MODES)}")
         if self.lgtm_quiz_source not in QUIZ_SOURCES:
             raise UsageError(f"--lgtm_quiz_source {self.lgtm_quiz_source!r}: choose {' or '.join(QUIZ_SOURCES)}")
-        if not 0.0 < self.lgtm_quiz_fraction < 1.0:
-            raise UsageError(f"--lgtm_quiz_fraction must be in (0, 1), got {self.lgtm_quiz_fraction}")
-        if self.lgtm_fd_radius <= 0:
-            raise UsageError(f"--lgtm_fd_radius must be > 0, got {self.lgtm_fd_radius}")
         # flags that mean nothing without their method, when set to other than their defaults
         changed = changed_flags(self, ("t_learning_rate", "t_alpha_kd"))
         if changed and not self.train_teacher:

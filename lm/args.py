@@ -86,12 +86,14 @@ class LMDataArguments:
     validation_file: str | None = field(default=None, metadata={"help": "Held-out text/jsonl for perplexity."})
     validation_split_percentage: float = field(
         default=5.0, metadata={"help": "Without --validation_file: the LAST this-many percent of the training "
-                                       "file's documents are held out (contiguous, so no passage leaks)."})
+                                       "file's documents are held out (contiguous, so no passage leaks).",
+                               "range": "[0, 100)"})
     dataset_name: str | None = field(default=None, metadata={"help": "A Hub dataset with a 'text' column "
                                                                      "(online), e.g. wikitext."})
     dataset_config_name: str | None = field(default=None, metadata={"help": "Its config, e.g. "
                                                                             "wikitext-2-raw-v1."})
-    max_seq_length: int = field(default=512, metadata={"help": "Sequences are chunked to this many tokens."})
+    max_seq_length: int = field(default=512,
+                                metadata={"help": "Sequences are chunked to this many tokens.", "range": ">= 2"})
     group_by_length: bool = field(default=True, metadata={"help": "Length-grouped batches (alias of the "
                                                                   "original --group_by_size)."})
     data_cache_dir: str | None = field(
@@ -103,8 +105,10 @@ class LMDataArguments:
     token_counts: str | None = field(default=None, metadata={"help": "Token counts for --mlm_smoothing (.npy); "
                                                                      "default: computed once and cached."})
     overwrite_cache: bool = field(default=False, metadata={"help": "Re-tokenise even when a cache exists."})
-    max_train_samples: int | None = field(default=None, metadata={"help": "Keep the first N training sequences."})
-    max_eval_samples: int | None = field(default=None, metadata={"help": "Keep the first N held-out sequences."})
+    max_train_samples: int | None = field(default=None,
+                                          metadata={"help": "Keep the first N training sequences.", "range": ">= 1"})
+    max_eval_samples: int | None = field(default=None,
+                                         metadata={"help": "Keep the first N held-out sequences.", "range": ">= 1"})
 
 
 @dataclass
@@ -112,29 +116,35 @@ class LMLossArguments:
     """L = α_ce·τ²·D(p_t^τ, p_s^τ) + α_mlm·MLM + α_clm·CLM + α_mse·MSE(s, t) + α_cos·(1 − cos(h_s, h_t)),
     D = --kd_loss (forward KL: DistilBERT's loss). Or --kd_ratio r: r·D + (1 − r)·LM (MiniLLM's mix)."""
     mlm: bool = field(default=False, metadata={"help": "Masked LM (BERT/RoBERTa/DistilBERT); else causal LM."})
-    alpha_ce: float | None = field(default=None, metadata={"help": "Weight of the distillation term (0.5)."})
-    alpha_mlm: float | None = field(default=None, metadata={"help": "Weight of the MLM loss (needed with --mlm)."})
+    alpha_ce: float | None = field(default=None,
+                                   metadata={"help": "Weight of the distillation term (0.5).", "range": ">= 0"})
+    alpha_mlm: float | None = field(default=None,
+                                    metadata={"help": "Weight of the MLM loss (needed with --mlm).", "range": ">= 0"})
     alpha_clm: float | None = field(default=None, metadata={"help": "Weight of the causal LM loss (0.5; 1 without "
-                                                                    "a teacher)."})
-    alpha_mse: float = field(default=0.0, metadata={"help": "Weight of Σ_v (s − t)² per token."})
-    alpha_cos: float = field(default=0.0, metadata={"help": "Weight of 1 − cos(last hidden states)."})
+                                                                    "a teacher).", "range": ">= 0"})
+    alpha_mse: float = field(default=0.0, metadata={"range": ">= 0", "help": "Weight of Σ_v (s − t)² per token."})
+    alpha_cos: float = field(default=0.0, metadata={"range": ">= 0", "help": "Weight of 1 − cos(last hidden states)."})
     temperature: float | None = field(default=None, metadata={"help": "τ of the distillation term (τ² scaled). "
-                                                                      "Default 2.0; 1.0 with --kd_ratio."})
+                                                                      "Default 2.0; 1.0 with --kd_ratio.",
+                                                              "range": "[0.01, 1000]"})
     kd_loss: str = field(default="forward_kl", metadata={"help": "Distillation divergence: "
                                                                  + ", ".join(TOKEN_DIVERGENCES) + "."})
-    jsd_beta: float = field(default=0.5, metadata={"help": "β of --kd_loss jsd (0: forward KL, 1: reverse KL)."})
-    skew_lambda: float = field(default=0.1, metadata={"help": "λ of the skew KL losses."})
+    jsd_beta: float = field(default=0.5,
+                            metadata={"help": "β of --kd_loss jsd (0: forward KL, 1: reverse KL).", "range": "[0, 1]"})
+    skew_lambda: float = field(default=0.1, metadata={"range": "[0, 1)", "help": "λ of the skew KL losses."})
     kd_ratio: float | None = field(default=None, metadata={"help": "r in r·D + (1 − r)·LM (MiniLLM); replaces "
-                                                                   "--alpha_ce/--alpha_clm/--alpha_mlm."})
-    kd_chunk_size: int = field(default=64, metadata={"help": "Positions per chunk of the token-level "
+                                                                   "--alpha_ce/--alpha_clm/--alpha_mlm.",
+                                                           "range": "[0, 1]"})
+    kd_chunk_size: int = field(default=64, metadata={"range": ">= 1", "help": "Positions per chunk of the token-level "
                                                               "divergence (bounds its memory)."})
     restrict_ce_to_mask: bool = field(default=False, metadata={"help": "MLM: distil on masked positions only."})
-    mlm_mask_prop: float = field(default=0.15, metadata={"help": "Fraction of tokens predicted in MLM."})
-    word_mask: float = field(default=0.8, metadata={"help": "Of those: replaced by [MASK]."})
-    word_keep: float = field(default=0.1, metadata={"help": "Of those: kept."})
-    word_rand: float = field(default=0.1, metadata={"help": "Of those: replaced by a random token."})
+    mlm_mask_prop: float = field(default=0.15,
+                                 metadata={"help": "Fraction of tokens predicted in MLM.", "range": "(0, 1)"})
+    word_mask: float = field(default=0.8, metadata={"range": "[0, 1]", "help": "Of those: replaced by [MASK]."})
+    word_keep: float = field(default=0.1, metadata={"range": "[0, 1]", "help": "Of those: kept."})
+    word_rand: float = field(default=0.1, metadata={"range": "[0, 1]", "help": "Of those: replaced by a random token."})
     mlm_smoothing: float = field(default=0.7, metadata={"help": "Masking probability ∝ count^(−smoothing): "
-                                                                "rare tokens are masked more often."})
+                                                                "rare tokens are masked more often.", "range": ">= 0"})
 
     def validate(self, has_teacher: bool) -> None:
         lm = "alpha_mlm" if self.mlm else "alpha_clm"
@@ -149,24 +159,11 @@ class LMLossArguments:
             set_alphas = [f"--{n}" for n in ("alpha_ce", lm) if getattr(self, n) is not None]
             if set_alphas:
                 raise UsageError(f"--kd_ratio sets the weights itself; drop {' and '.join(set_alphas)}")
-            if not 0.0 <= self.kd_ratio <= 1.0:
-                raise UsageError(f"--kd_ratio must be in [0, 1], got {self.kd_ratio}")
         if self.kd_loss not in TOKEN_DIVERGENCES:
             raise UsageError(f"--kd_loss {self.kd_loss!r} is unknown; choose one of {', '.join(TOKEN_DIVERGENCES)}")
-        if not 0.0 <= self.jsd_beta <= 1.0:
-            raise UsageError(f"--jsd_beta must be in [0, 1], got {self.jsd_beta}")
-        if not 0.0 <= self.skew_lambda < 1.0:
-            raise UsageError(f"--skew_lambda must be in [0, 1), got {self.skew_lambda}")
-        if self.temperature is not None and self.temperature <= 0:
-            raise UsageError(f"--temperature must be > 0, got {self.temperature}")
-        if self.mlm:
-            if not 0.0 < self.mlm_mask_prop < 1.0:
-                raise UsageError(f"--mlm_mask_prop must be in (0, 1), got {self.mlm_mask_prop}")
-            split = (self.word_mask, self.word_keep, self.word_rand)
-            if min(split) < 0 or abs(sum(split) - 1.0) > 1e-6:
-                raise UsageError(f"--word_mask/--word_keep/--word_rand {split} must be >= 0 and sum to 1")
-        if self.kd_chunk_size < 1:
-            raise UsageError(f"--kd_chunk_size must be >= 1, got {self.kd_chunk_size}")
+        split = (self.word_mask, self.word_keep, self.word_rand)
+        if self.mlm and abs(sum(split) - 1.0) > 1e-6:
+            raise UsageError(f"--word_mask/--word_keep/--word_rand {split} must sum to 1")
         if not has_teacher:
             kd_flags = [f"--{n}" for n in ("alpha_ce", "kd_ratio") if getattr(self, n)]
             kd_flags += [f"--{n}" for n in ("alpha_mse", "alpha_cos") if getattr(self, n)]
@@ -202,8 +199,9 @@ class LMLossArguments:
 class LaunchArguments:
     """The original pipeline's launch flags: processes come from torchrun/accelerate, so these are checked."""
     n_gpu: int | None = field(default=None, metadata={"help": "0: train on the CPU; N > 1 must match the number "
-                                                              "of launched processes."})
-    local_rank: int = field(default=-1, metadata={"help": "Set by the launcher; accepted for old commands."})
+                                                              "of launched processes.", "range": ">= 0"})
+    local_rank: int = field(default=-1,
+                            metadata={"help": "Set by the launcher; accepted for old commands.", "range": "-1 or >= 0"})
 
     def apply(self, train_args: TrainingArguments) -> None:
         if self.n_gpu == 0:

@@ -20,6 +20,8 @@ import numpy as np
 
 from distill.batching import TokenizedDataset
 from distill.errors import UsageError
+from distill.io_utils import atomic_path
+from distill.text_files import check_is_file, json_lines, json_type, numpy_problem, read_text
 
 logger = logging.getLogger(__name__)
 CACHE_VERSION = 1
@@ -65,12 +67,10 @@ def read_records(path: str) -> list[dict]:
     """Documents of a file: .jsonl rows ({'text'}, {'prompt', 'response'} or Dolly's {'instruction',
     'context', 'response'}; an optional 'references' list gives extra references for evaluation), or
     plain text where blank lines separate documents (each keeps its line breaks)."""
-    if not os.path.isfile(path):
-        raise UsageError(f"data file not found: {path}; pass a .txt or .jsonl file (--train_file/--data_file)")
+    text = read_text(path, not_found=f"data file not found: {path}; pass a .txt or .jsonl file "
+                                     "(--train_file/--data_file)")
     if path.endswith(".jsonl"):
-        return _read_jsonl(path)
-    with open(path, encoding="utf-8") as f:
-        text = f.read()
+        return _read_jsonl(text, path)
     docs = [d.strip("\n") for d in text.replace("\r\n", "\n").split("\n\n")]
     records = [{"text": d} for d in docs if d.strip()]
     if not records:
@@ -78,28 +78,38 @@ def read_records(path: str) -> list[dict]:
     return records
 
 
-def _read_jsonl(path: str) -> list[dict]:
+def _string_field(row: dict, name: str, path: str, n: int) -> str | None:
+    """row[name] when it is a string; None when absent; a value of another type (a number, a list) is
+    refused rather than taken for a missing field (which would name the wrong problem)."""
+    value = row.get(name)
+    if value is None or isinstance(value, str):
+        return value
+    raise UsageError(f"{path} line {n}: {name!r} is {json_type(value)} ({json.dumps(value)[:40]}), not a string; "
+                     "write the text as a JSON string")
+
+
+def _read_jsonl(text: str, path: str) -> list[dict]:
     records = []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise UsageError(f"{path} line {n} is not valid JSON ({e.msg}); one JSON object per line") from None
-            if isinstance(row, dict) and isinstance(row.get("text"), str):
-                records.append({"text": row["text"]})
-            elif isinstance(row, dict) and isinstance(row.get("response"), str) and (
-                    isinstance(row.get("prompt"), str) or isinstance(row.get("instruction"), str)):
-                prompt = row["prompt"] if isinstance(row.get("prompt"), str) else dolly_prompt(
-                    row["instruction"], row.get("context") or "")
-                records.append({"prompt": prompt, "response": row["response"]}
-                               | ({"references": list(row["references"])} if row.get("references") else {}))
-            else:
-                found = sorted(row) if isinstance(row, dict) else type(row).__name__
-                raise UsageError(f"{path} line {n}: need a 'text' field, or 'prompt' (or Dolly's 'instruction' and "
-                                 f"'context') and 'response' fields, found {found}")
+    for n, row in json_lines(text, path):
+        if not isinstance(row, dict):
+            raise UsageError(f"{path} line {n} is {json_type(row)}, not an object; one JSON object per line "
+                             "with a 'text' field, or 'prompt' and 'response' fields")
+        fields = {name: _string_field(row, name, path, n) for name in ("text", "prompt", "instruction", "context",
+                                                                       "response")}
+        if fields["text"] is not None:
+            records.append({"text": fields["text"]})
+        elif fields["response"] is not None and (fields["prompt"] is not None or fields["instruction"] is not None):
+            prompt = fields["prompt"] if fields["prompt"] is not None else dolly_prompt(
+                fields["instruction"], fields["context"] or "")
+            references = row.get("references")
+            if references and (not isinstance(references, list) or not all(isinstance(r, str) for r in references)):
+                raise UsageError(f"{path} line {n}: 'references' must be a list of strings (found "
+                                 f"{json.dumps(references)[:40]}); fix the row")
+            records.append({"prompt": prompt, "response": fields["response"]}
+                           | ({"references": list(references)} if references else {}))
+        else:
+            raise UsageError(f"{path} line {n}: need a 'text' field, or 'prompt' (or Dolly's 'instruction' and "
+                             f"'context') and 'response' fields, found {sorted(row)}")
     if not records:
         raise UsageError(f"{path} holds no examples; pass a non-empty jsonl file")
     kinds = {"text" in r for r in records}
@@ -143,24 +153,59 @@ def cached_documents(source_key: str, load_records, tokenizer, append_eos: bool,
     key = hashlib.sha256(json.dumps([CACHE_VERSION, source_key, tokenizer_fingerprint(tokenizer),
                                      append_eos]).encode()).hexdigest()[:24]
     path = explicit_file or os.path.join(cache_dir, f"docs-{key}.npz")
+    if explicit_file and os.path.isdir(path):
+        raise UsageError(f"--preprocessed_data_file {path} is a folder; pass a file path (.npz)")
     if os.path.isfile(path) and not overwrite:
-        with np.load(path) as f:
-            if str(f["key"]) == key:
-                logger.info("tokenised data from the cache %s", path)
-                return Documents(f["ids"], f["offsets"], f["prompt_lengths"])
+        stored = read_cached_documents(path, "--preprocessed_data_file" if explicit_file else None)
+        if stored is not None and stored[0] == key:
+            logger.info("tokenised data from the cache %s", path)
+            return stored[1]
         if explicit_file:
             raise UsageError(f"--preprocessed_data_file {path} was made from other data or another tokenizer; "
                              "delete it, pass another path, or add --overwrite_cache")
     docs = tokenize_records(load_records(), tokenizer, append_eos)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = path + ".tmp.npz"
-    np.savez(tmp, key=key, ids=docs.ids, offsets=docs.offsets, prompt_lengths=docs.prompt_lengths)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:  # (a unique temporary: runs may share the cache)
+        np.savez(f, key=key, ids=docs.ids, offsets=docs.offsets, prompt_lengths=docs.prompt_lengths)
     logger.info("tokenised %d documents (%d tokens), cached in %s", len(docs), len(docs.ids), path)
     return docs
 
 
+NPZ_FIELDS = ("key", "ids", "offsets", "prompt_lengths")
+
+
+def read_cached_documents(path: str, flag: str | None) -> tuple[str, Documents] | None:
+    """(key, documents) of a cache file. A file that is not one (garbage, truncated, another .npz) is
+    refused when the user named it with `flag`; our own cache file in that state is tokenised anew
+    (None). allow_pickle stays off: a cache file must never run code."""
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            missing = [k for k in NPZ_FIELDS if k not in f.files]
+            if missing:
+                raise ValueError(f"it has no {', '.join(missing)} array")
+            key, docs = str(f["key"]), Documents(f["ids"], f["offsets"], f["prompt_lengths"])
+        _check_documents(docs)
+    except Exception as e:  # np.load raises ValueError, OSError, EOFError, BadZipFile, TypeError (a .npy), ...
+        reason = numpy_problem(path, e, ".npz archive")
+        if flag:
+            raise UsageError(f"{flag} {path} is not a tokenised-data file made by this script (it is {reason}); delete "
+                             "it, pass another path, or add --overwrite_cache to remake it") from None
+        logger.warning("the cache file %s is unreadable (%s); tokenising again", path, reason)
+        return None
+    return key, docs
+
+
+def _check_documents(docs: Documents) -> None:
+    """The arrays fit together (a damaged file could hold arrays of any shape or type)."""
+    ok = (docs.ids.ndim == 1 and docs.offsets.ndim == 1 and docs.prompt_lengths.ndim == 1
+          and np.issubdtype(docs.ids.dtype, np.integer) and np.issubdtype(docs.offsets.dtype, np.integer)
+          and len(docs.offsets) == len(docs.prompt_lengths) + 1 and len(docs.offsets) >= 1
+          and docs.offsets[0] == 0 and docs.offsets[-1] == len(docs.ids) and bool(np.all(np.diff(docs.offsets) >= 0)))
+    if not ok:
+        raise ValueError("its arrays do not fit together")
+
+
 def file_content_key(path: str) -> str:
+    check_is_file(path, f"data file not found: {path}; pass a .txt or .jsonl file (--train_file/--data_file)")
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -186,17 +231,38 @@ def held_out_count(n: int, validation_percentage: float) -> int:
 
 def token_counts(docs: Documents, vocab_size: int, cache_path: str | None = None) -> np.ndarray:
     """How often each token id occurs in the training documents (for --mlm_smoothing), cached."""
+    if cache_path and os.path.isdir(cache_path):
+        raise UsageError(f"token counts {cache_path} is a folder; pass a .npy file path")
     if cache_path and os.path.isfile(cache_path):
-        counts = np.load(cache_path)
+        counts = load_token_counts(cache_path)
         if counts.shape == (vocab_size,):
             return counts
         raise UsageError(f"token counts {cache_path} cover {counts.shape[0]} ids but the vocabulary has "
                          f"{vocab_size}; delete the file or pass counts made with this tokenizer")
     counts = np.bincount(docs.ids, minlength=vocab_size)[:vocab_size].astype(np.int64)
     if cache_path:
-        os.makedirs(os.path.dirname(os.path.abspath(cache_path)), exist_ok=True)
-        np.save(cache_path + ".tmp.npy", counts)
-        os.replace(cache_path + ".tmp.npy", cache_path)
+        with atomic_path(cache_path) as tmp, open(tmp, "wb") as f:
+            np.save(f, counts)
+    return counts
+
+
+def load_token_counts(path: str) -> np.ndarray:
+    """A .npy of one non-negative, finite count per token id, or one line saying what the file is instead
+    (np.load raises many kinds of errors on a file that is not a .npy; pickles are never loaded)."""
+    fix = "delete it (it is remade) or pass counts made by this script (a .npy of one count per token id)"
+    try:
+        counts = np.load(path, allow_pickle=False)
+    except Exception as e:
+        reason = numpy_problem(path, e, ".npy array")
+        raise UsageError(f"token counts {path} is not a readable .npy file (it is {reason}); {fix}") from None
+    if not isinstance(counts, np.ndarray):  # an .npz archive
+        counts.close()
+        raise UsageError(f"token counts {path} is an .npz archive, not a .npy array; {fix}")
+    if counts.ndim != 1 or not (np.issubdtype(counts.dtype, np.integer) or np.issubdtype(counts.dtype, np.floating)):
+        raise UsageError(f"token counts {path} hold a {counts.dtype} array of shape {counts.shape}, not one number "
+                         f"per token id; {fix}")
+    if not np.all(np.isfinite(counts)) or (counts < 0).any():  # masking probabilities would be NaN
+        raise UsageError(f"token counts {path} hold negative, NaN or infinite values; {fix}")
     return counts
 
 

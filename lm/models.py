@@ -8,16 +8,16 @@ initialisation. A DistilBERT student of a BERT teacher is converted exactly (ber
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 
 import torch
-from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM, PreTrainedModel
+from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, PretrainedConfig, PreTrainedModel
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
 from distill.errors import UsageError
-from distill.modeling import check_max_length, keep_layers, load_pretrained
+from distill.modeling import check_max_length, check_vocab_fits, keep_layers, load_pretrained, load_source_config
+from distill.text_files import json_type, parse_json, read_text
 
 logger = logging.getLogger(__name__)
 
@@ -27,23 +27,54 @@ def lm_class(mlm: bool):
 
 
 def load_lm(path: str, mlm: bool, what: str, cache_dir=None, trust_remote_code=False) -> PreTrainedModel:
-    return load_pretrained(lm_class(mlm), path, what=what, cache_dir=cache_dir, trust_remote_code=trust_remote_code)
+    # The teacher is used as saved: a checkpoint without this LM head (a classifier, or a causal LM loaded
+    # for --mlm) would get a random one, so it is refused (complete=True).
+    return load_pretrained(lm_class(mlm), path, what=what, cache_dir=cache_dir, trust_remote_code=trust_remote_code,
+                           complete=what == "the teacher")
+
+
+GENERIC_CONFIG_FIELDS = {"bos_token_id", "eos_token_id", "pad_token_id", "tie_word_embeddings"}
 
 
 def student_config(path: str, student_type: str | None, cache_dir=None, trust_remote_code=False):
     """A config from a model dir/Hub id, or from a json file; the original pipeline's json files carry
     no model_type, which --student_type then gives."""
     if not path.endswith(".json"):
-        return AutoConfig.from_pretrained(path, cache_dir=cache_dir, trust_remote_code=trust_remote_code)
-    if not os.path.isfile(path):
-        raise UsageError(f"--student_config {path} not found; pass a config .json or a model dir")
-    with open(path, encoding="utf-8") as f:
-        values = json.load(f)
+        return load_source_config(path, cache_dir, trust_remote_code)
+    if os.path.isdir(path):
+        raise UsageError(f"--student_config {path} is a folder; pass the config .json inside it, or the model dir "
+                         "without .json in its name")
+    text = read_text(path, not_found=f"--student_config {path} not found; pass a config .json or a model dir")
+    values = parse_json(text, f"--student_config {path}", "pass a model config .json (e.g. a model dir's config.json)")
+    if not isinstance(values, dict):
+        raise UsageError(f"--student_config {path} holds {json_type(values)}, not a config object; pass "
+                         "a model config .json (e.g. a model dir's config.json)")
     model_type = values.pop("model_type", None) or student_type
-    if model_type not in CONFIG_MAPPING:
+    if not isinstance(model_type, str) or model_type not in CONFIG_MAPPING:
         raise UsageError(f"--student_config {path} names no known model_type ({model_type!r}); add --student_type "
                          "(distilbert, bert, roberta, gpt2, llama, ...)")
-    return CONFIG_MAPPING[model_type](**values)
+    config_class = CONFIG_MAPPING[model_type]
+    # The fields that make this architecture what it is (sizes, layers, vocabulary): a JSON setting none
+    # of them (e.g. a tokenizer_config.json) would silently build the default, full-size model.
+    own = set(config_class().to_dict()) - set(PretrainedConfig().to_dict()) - GENERIC_CONFIG_FIELDS
+    if not set(values) & own:
+        raise UsageError(f"--student_config {path} sets none of a {model_type} config's fields (found "
+                         f"{sorted(values)[:5]}); pass the model's config.json")
+    try:
+        return config_class(**values)
+    except Exception as e:
+        raise UsageError(f"--student_config {path} is not a valid {model_type} config ({type(e).__name__}: "
+                         f"{(str(e).splitlines() or [''])[0][:160]}); fix the file") from None
+
+
+def _from_config(auto, config, source: str) -> PreTrainedModel:
+    """A randomly initialised model; a config whose values cannot make one (a string where a size goes,
+    heads that do not divide the hidden size) is refused naming its file."""
+    try:
+        return auto.from_config(config)
+    except Exception as e:
+        raise UsageError(f"--student_config {source} cannot build a model ({type(e).__name__}: "
+                         f"{(str(e).splitlines() or [''])[0][:160]}); fix the config's values") from None
 
 
 def build_student(args, teacher: PreTrainedModel | None, mlm: bool, layer_ids: list[int] | None,
@@ -57,7 +88,7 @@ def build_student(args, teacher: PreTrainedModel | None, mlm: bool, layer_ids: l
         if layer_ids is not None:
             config.num_hidden_layers = len(layer_ids)
         torch.manual_seed(seed)
-        student = auto.from_config(config)
+        student = _from_config(auto, config, args.student_config)
         if layer_ids is not None:
             copy_teacher_layers(student, teacher, layer_ids)
         if args.student_pretrained_weights:
@@ -128,12 +159,25 @@ def load_weights(model: PreTrainedModel, path: str) -> None:
         path = os.path.join(path, "model.safetensors")
     if not os.path.isfile(path):
         raise UsageError(f"--student_pretrained_weights {path} not found; pass a model dir or a state-dict file")
-    if path.endswith(".safetensors"):
-        from safetensors.torch import load_file
-        state = load_file(path)
-    else:
-        state = torch.load(path, map_location="cpu", weights_only=True)  # tensors only: no code runs
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    try:
+        if path.endswith(".safetensors"):
+            from safetensors.torch import load_file
+            state = load_file(path)
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)  # tensors only: no code runs
+    except Exception as e:  # truncated or garbage files: SafetensorError, UnpicklingError, RuntimeError, EOFError
+        raise UsageError(f"--student_pretrained_weights {path} is not a readable weights file ({type(e).__name__}: "
+                         f"{(str(e).splitlines() or [''])[0][:120]}); pass a whole .safetensors or state-dict "
+                         "file") from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise UsageError(f"--student_pretrained_weights {path} holds no state dict (name -> tensor); pass a "
+                         "model's weights")
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as e:  # a tensor of another shape
+        reason = str(e).splitlines()[1].strip() if len(str(e).splitlines()) > 1 else str(e)
+        raise UsageError(f"--student_pretrained_weights {path} does not fit --student_config ({reason[:160]}); pass "
+                         "weights of that architecture and size") from None
     if unexpected or [k for k in missing if k not in _tied_keys(model)]:
         raise UsageError(f"--student_pretrained_weights {path} does not fit --student_config (missing "
                          f"{list(missing)[:3]}, unexpected {list(unexpected)[:3]}); pass weights of that architecture")
@@ -167,9 +211,7 @@ def check_lm_pair(student: PreTrainedModel, teacher: PreTrainedModel | None, voc
         if model is None:
             continue
         check_max_length(model, max_seq_length, which)
-        if model.config.vocab_size < vocab_size:
-            raise UsageError(f"the {which} has {model.config.vocab_size} output tokens but the tokenizer has "
-                             f"{vocab_size}; use models and a tokenizer of the same vocabulary")
+        check_vocab_fits(model, vocab_size, which)
     if uses_hidden_states and student.config.hidden_size != teacher.config.hidden_size:
         raise UsageError(f"--alpha_cos compares hidden states, but the student's size {student.config.hidden_size} "
                          f"differs from the teacher's {teacher.config.hidden_size}; drop --alpha_cos")

@@ -16,28 +16,34 @@ class MiniLLMArguments:
     method: str = field(default="kd", metadata={"help": "kd: token-level distillation (or, without a teacher, "
                                                         "plain LM / SFT training); minillm: reverse KL by policy "
                                                         "gradient; seqkd: fine-tune on the teacher's responses."})
-    teacher_mix_alpha: float = field(default=0.2, metadata={"aliases": ["--teacher_mixed_alpha"],
+    teacher_mix_alpha: float = field(default=0.2, metadata={"range": "[0, 1]", "aliases": ["--teacher_mixed_alpha"],
                                                             "help": "α of rollouts sampled from α·p + (1−α)·q."})
-    reward_scaling: float = field(default=0.5, metadata={"help": "Rewards log p − log q are divided by this."})
-    cliprange_reward: float = field(default=100.0, metadata={"help": "Rewards are clipped to ± this (0: off)."})
+    reward_scaling: float = field(default=0.5,
+                                  metadata={"help": "Rewards log p − log q are divided by this.", "range": "> 0"})
+    cliprange_reward: float = field(default=100.0,
+                                    metadata={"help": "Rewards are clipped to ± this (0: off).", "range": ">= 0"})
     gamma: float = field(default=1.0, metadata={"help": "Discount of future rewards (the paper: 1; the released "
-                                                        "code: 0.95)."})
+                                                        "code: 0.95).", "range": "(0, 1]"})
     length_norm: bool = field(default=True, metadata={"help": "Divide each return by the number of tokens it "
                                                               "sums (--no_length_norm: off)."})
     single_step_reg: bool = field(default=True, metadata={"help": "Add the exact per-token reverse KL over the "
                                                                   "vocabulary (the gradient's single-step part)."})
     whiten_advantages: bool = field(default=True, metadata={"help": "Whiten advantages over the rollout batch."})
-    cliprange: float = field(default=0.2, metadata={"help": "PPO clip of the ratio ρ·w to 1 ± this."})
-    ppo_epochs: int = field(default=4, metadata={"help": "Passes over each collection of rollouts."})
-    num_rollouts: int = field(default=256, metadata={"help": "Rollouts per collection (all processes)."})
-    chunk_size: int = field(default=16, metadata={"help": "Prompts sampled together (generation batch)."})
+    cliprange: float = field(default=0.2, metadata={"range": ">= 0", "help": "PPO clip of the ratio ρ·w to 1 ± this."})
+    ppo_epochs: int = field(default=4, metadata={"range": ">= 1", "help": "Passes over each collection of rollouts."})
+    num_rollouts: int = field(default=256,
+                              metadata={"help": "Rollouts per collection (all processes).", "range": ">= 1"})
+    chunk_size: int = field(default=16,
+                            metadata={"help": "Prompts sampled together (generation batch).", "range": ">= 1"})
     lm_coef: float = field(default=1.0, metadata={"help": "Weight of the plain-text term (1 − kd_ratio)·CE + "
-                                                          "kd_ratio·KL(p‖q) (--kd_ratio, default 0.5)."})
+                                                          "kd_ratio·KL(p‖q) (--kd_ratio, default 0.5).",
+                                                  "range": ">= 0"})
     lm_train_file: str | None = field(default=None, metadata={"help": "Plain-text corpus (.txt/.jsonl 'text') of "
                                                                       "the LM term; none: no LM term."})
     lm_batch_size: int | None = field(default=None, metadata={"help": "Plain-text sequences per micro-batch "
-                                                                      "(default: the per-device batch)."})
-    max_prompt_length: int = field(default=256, metadata={"help": "Prompts keep their last N tokens."})
+                                                                      "(default: the per-device batch).",
+                                                              "range": ">= 1"})
+    max_prompt_length: int = field(default=256, metadata={"range": ">= 1", "help": "Prompts keep their last N tokens."})
     seqkd_file: str | None = field(default=None, metadata={"help": "jsonl of the teacher's responses (SeqKD): "
                                                                    "reused when it matches, else written; default: in "
                                                                    "--data_cache_dir, keyed by teacher, prompts and "
@@ -48,23 +54,16 @@ class MiniLLMArguments:
             raise UsageError(f"--method {self.method!r} is unknown; choose one of {', '.join(METHODS)}")
         if self.method != "kd" and not has_teacher:
             raise UsageError(f"--method {self.method} needs a teacher (--teacher_name_or_path)")
-        if not 0.0 <= self.teacher_mix_alpha <= 1.0:
-            raise UsageError(f"--teacher_mix_alpha must be in [0, 1], got {self.teacher_mix_alpha}")
-        if not 0.0 < self.gamma <= 1.0:
-            raise UsageError(f"--gamma must be in (0, 1], got {self.gamma}")
-        for name in ("reward_scaling", "ppo_epochs", "num_rollouts", "chunk_size", "max_prompt_length"):
-            if getattr(self, name) <= 0:
-                raise UsageError(f"--{name} must be > 0, got {getattr(self, name)}")
-        if self.cliprange < 0 or self.cliprange_reward < 0 or self.lm_coef < 0:
-            raise UsageError("--cliprange, --cliprange_reward and --lm_coef must be >= 0")
 
 
 @dataclass
 class GenerationArguments:
     """Sampling (MiniLLM rollouts, SeqKD responses, evaluation) and generation evaluation."""
-    max_new_tokens: int = field(default=128, metadata={"help": "Tokens generated per response at most."})
-    gen_temperature: float = field(default=1.0, metadata={"help": "Sampling temperature (the paper: 1)."})
-    top_p: float = field(default=1.0, metadata={"help": "Nucleus sampling mass (the paper: 1)."})
+    max_new_tokens: int = field(default=128,
+                                metadata={"help": "Tokens generated per response at most.", "range": ">= 1"})
+    gen_temperature: float = field(default=1.0,
+                                   metadata={"help": "Sampling temperature (the paper: 1).", "range": "[0.01, 1000]"})
+    top_p: float = field(default=1.0, metadata={"range": "(0, 1]", "help": "Nucleus sampling mass (the paper: 1)."})
     eval_metric: str | None = field(default=None, metadata={"help": "perplexity or rougeL (Rouge-L F of sampled "
                                                                      "responses, ×100). Default: rougeL for minillm "
                                                                      "and seqkd, perplexity for kd."})
@@ -72,9 +71,6 @@ class GenerationArguments:
                                                                   "metrics are averaged over them."})
 
     def validate(self) -> None:
-        if self.max_new_tokens < 1 or self.gen_temperature <= 0 or not 0.0 < self.top_p <= 1.0:
-            raise UsageError(f"need --max_new_tokens >= 1, --gen_temperature > 0 and 0 < --top_p <= 1; got "
-                             f"{self.max_new_tokens}, {self.gen_temperature}, {self.top_p}")
         if self.eval_metric is not None and self.eval_metric not in EVAL_METRICS:
             raise UsageError(f"--eval_metric {self.eval_metric!r} is unknown; choose one of {', '.join(EVAL_METRICS)}")
         self.seeds()

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 
 import numpy as np
 import torch
 from rouge_score import rouge_scorer
 
+from distill.io_utils import atomic_write_text
 from minillm.sampling import sample
 
 logging.getLogger("absl").setLevel(logging.WARNING)  # rouge-score logs "Using default tokenizer." per scorer
@@ -70,8 +70,4 @@ class GenerationEvaluator:
 
     def save_generations(self, path: str) -> None:
         """The last evaluation's responses, one jsonl row per (seed, prompt), written atomically."""
-        tmp = path + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            for row in self.generations:
-                f.write(json.dumps(row, ensure_ascii=False) + "\n")
-        os.replace(tmp, path)
+        atomic_write_text(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in self.generations))

@@ -12,7 +12,8 @@ import os
 import torch
 
 from distill.errors import UsageError
-from distill.io_utils import weights_fingerprint
+from distill.io_utils import atomic_write_text, weights_fingerprint
+from distill.text_files import json_lines, read_text
 from minillm.sampling import sample
 
 logger = logging.getLogger(__name__)
@@ -29,9 +30,11 @@ def teacher_responses(teacher, tokenizer, records: list[dict], prompts: list[lis
     """{'prompt', 'response', 'seqkd_key'} rows with the teacher's responses: read from `path` when it
     was made with `key`, else sampled (seeded) and written there atomically. The file is an ordinary
     prompt/response jsonl (usable as --train_file); 'seqkd_key' records what made it."""
-    if os.path.isfile(path):
-        with open(path, encoding="utf-8") as f:
-            rows = [json.loads(line) for line in f if line.strip()]
+    if os.path.exists(path):
+        rows = [row for _, row in json_lines(read_text(path), path)]  # a damaged file: one line naming it
+        if not all(isinstance(r, dict) for r in rows):
+            raise UsageError(f"--seqkd_file {path} is not a file of teacher responses (its rows are not JSON "
+                             "objects); delete it or pass another --seqkd_file")
         if rows and all(r.get("seqkd_key") == key for r in rows) and len(rows) == len(records):
             logger.info("SeqKD: %d teacher responses reused from %s", len(rows), path)
             return rows
@@ -46,10 +49,6 @@ def teacher_responses(teacher, tokenizer, records: list[dict], prompts: list[lis
             ids = ids[:-1] if ids and ids[-1] == eos else ids
             rows.append({"prompt": record["prompt"], "response": tokenizer.decode(ids, skip_special_tokens=True),
                          "seqkd_key": key})
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path + ".tmp", "w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    os.replace(path + ".tmp", path)
+    atomic_write_text(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
     logger.info("SeqKD: the teacher answered %d prompts; stored in %s", len(rows), path)
     return rows

@@ -37,11 +37,11 @@ class OPDFArguments:
         default_factory=list, metadata={"help": "Factorisations of output dims (as --mpo_input_shape)."})
     mpo_truncate: int | None = field(
         default=None, metadata={"help": "Cap every bond dimension (the MPO then approximates the weight: fewer "
-                                        "parameters, not exact at initialisation)."})
+                                        "parameters, not exact at initialisation).", "range": ">= 1"})
     opdf_align_weight: float = field(
         default=1.0, metadata={"help": "Weight of the tensor alignment loss Σ MSE(C_k^S, C_k^T) over auxiliary cores "
                                        "of mapped layers (the central core stays free). 0 disables it; needed when "
-                                       "teacher and student matrices differ in shape."})
+                                       "teacher and student matrices differ in shape.", "range": ">= 0"})
     opdf_layer_map: str | None = field(
         default=None, metadata={"help": "Teacher layer for each student layer, comma-separated, e.g. 1,3,5. Default: "
                                         "evenly spaced, m(i) = (i+1)·L_t/L_s − 1 (2i+1 for twice the layers)."})
@@ -61,10 +61,6 @@ class OPDFArguments:
             raise UsageError(f"--{changed[0]} only applies to OPDF; add --use_opdf or drop the flag")
         if not self.targets():
             raise UsageError("--mpo_targets is empty; name at least one layer, e.g. query,key,value")
-        if self.mpo_truncate is not None and self.mpo_truncate < 1:
-            raise UsageError(f"--mpo_truncate must be >= 1, got {self.mpo_truncate}")
-        if self.opdf_align_weight < 0:
-            raise UsageError(f"--opdf_align_weight must be >= 0, got {self.opdf_align_weight}")
         lengths = {len(s) for s in self.input_shapes() + self.output_shapes()}
         if len(lengths) > 1:
             raise UsageError(f"--mpo_input_shape/--mpo_output_shape give different numbers of cores "

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from distill.errors import UsageError
 from features.args import TaskLossArguments
 
 
@@ -14,25 +13,24 @@ class SquadDataArguments:
     predict_file: str | None = field(
         default=None, metadata={"aliases": ["--validation_file"],
                                 "help": "SQuAD v1.1 JSON to evaluate on (default: the Hub's squad validation split)."})
-    max_seq_length: int = field(default=384, metadata={"help": "Tokens per window (question + context)."})
-    doc_stride: int = field(default=128, metadata={"help": "Tokens shared by consecutive windows of a long context."})
-    max_query_length: int = field(default=64, metadata={"help": "Questions are cut to this many tokens."})
-    n_best_size: int = field(default=20, metadata={"help": "Start and end candidates per window."})
-    max_answer_length: int = field(default=30, metadata={"help": "Longest answer span, in tokens."})
-    max_train_samples: int | None = field(default=None, metadata={"help": "Keep the first N training questions."})
-    max_eval_samples: int | None = field(default=None, metadata={"help": "Keep the first N evaluation questions."})
+    max_seq_length: int = field(default=384,
+                                metadata={"help": "Tokens per window (question + context).", "range": ">= 16"})
+    doc_stride: int = field(
+        default=128, metadata={"help": "Tokens shared by consecutive windows of a long context.", "range": ">= 1"})
+    max_query_length: int = field(default=64,
+                                  metadata={"help": "Questions are cut to this many tokens.", "range": ">= 1"})
+    n_best_size: int = field(default=20, metadata={"range": ">= 1", "help": "Start and end candidates per window."})
+    max_answer_length: int = field(default=30, metadata={"range": ">= 1", "help": "Longest answer span, in tokens."})
+    max_train_samples: int | None = field(default=None,
+                                          metadata={"help": "Keep the first N training questions.", "range": ">= 1"})
+    max_eval_samples: int | None = field(default=None,
+                                         metadata={"help": "Keep the first N evaluation questions.", "range": ">= 1"})
     group_by_length: bool = field(default=True, metadata={"help": "Batch windows of similar length."})
-
-    def validate(self) -> None:
-        for name in ("max_seq_length", "n_best_size", "max_answer_length", "max_query_length"):
-            if getattr(self, name) < 1:
-                raise UsageError(f"--{name} must be >= 1, got {getattr(self, name)}")
-        if self.doc_stride < 1:
-            raise UsageError(f"--doc_stride must be >= 1, got {self.doc_stride}")
 
 
 @dataclass
 class SquadLossArguments(TaskLossArguments):
     alpha_squad: float = field(default=0.5, metadata={"help": "Weight of the span cross-entropy with the gold "
-                                                              "answer (1.0 when there is no teacher)."})
+                                                              "answer (1.0 when there is no teacher).",
+                                                      "range": ">= 0"})
 

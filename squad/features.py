@@ -8,11 +8,14 @@ question and special tokens), which post-processing maps spans back with.
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from distill.batching import TokenizedDataset
 from distill.errors import UsageError
 from squad.data import SquadExample
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -52,7 +55,7 @@ def _encode(examples: list[SquadExample], tokenizer, max_seq_length: int, doc_st
 def train_features(examples: list[SquadExample], tokenizer, max_seq_length: int, doc_stride: int,
                    max_query_length: int) -> TokenizedDataset:
     enc, context_id = _encode(examples, tokenizer, max_seq_length, doc_stride, max_query_length)
-    labels = []
+    labels, located = [], set()
     for i, offsets in enumerate(enc["offset_mapping"]):
         ex = examples[enc["overflow_to_sample_mapping"][i]]
         seq = enc.sequence_ids(i)
@@ -70,6 +73,14 @@ def train_features(examples: list[SquadExample], tokenizer, max_seq_length: int,
         start = next(t for t in range(lo, hi + 1) if offsets[t][1] > start_char)
         end = next(t for t in range(hi, lo - 1, -1) if offsets[t][0] < end_char)
         labels.append([start, end])
+        located.add(enc["overflow_to_sample_mapping"][i])
+    unlocated = sum(1 for i, ex in enumerate(examples) if ex.answers and i not in located)
+    if unlocated:
+        # As in HF run_qa.py (and the legacy script), such a question still trains, every window pointing
+        # at [CLS] ("not here"); counted so that a window too short for the answers does not go unnoticed.
+        logger.warning("%d of %d training questions have their answer in no window (longer than the context part "
+                       "of --max_seq_length %d?); all their windows are labelled [CLS]", unlocated, len(examples),
+                       max_seq_length)
     columns = {k: enc[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc}
     return TokenizedDataset({**columns, "labels": labels})
 

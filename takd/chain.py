@@ -13,22 +13,21 @@ its last checkpoint. Models are selected on the dev set only; the test split is 
 """
 from __future__ import annotations
 
-import contextlib
 import gc
 import json
 import logging
 import os
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 
 import torch
 
 from distill.args import flag_aliases
-from distill.checkpoint import list_checkpoints
+from distill.entry import on_main_process
 from distill.errors import UsageError
 from distill.io_utils import atomic_write_json
 from distill.modeling import load_source_config
+from distill.run_dir import LOCK_FILE, flag_differences, lock_dir, run_flags
 from distill.trainer import process_state
 from takd.args import Assistant, TAKDArguments, spread_layers
 from takd.summary import format_table, write_summary
@@ -79,29 +78,39 @@ def run_chain(run: Callable[[list[str]], dict], argv: list[str], flag_types: tup
                                                                                flag("trust_remote_code")))
     argv = command_line_tokens(argv)
     state = process_state(flag("use_cpu"))
-    settings = chain_settings(argv, flag_types)
-    check_output_dir(out, stages, settings, overwrite)
-    state.wait_for_everyone()  # every process has read the output dir before the main one writes into it
-    if state.is_main_process:
-        if overwrite:  # start the chain over: no stage of an earlier chain may be taken as finished
-            for stage in stages:
-                with contextlib.suppress(FileNotFoundError):
-                    os.remove(os.path.join(stage.dir, STAGE_FILE))
-        atomic_write_json(os.path.join(out, CHAIN_FILE), {"stages": [s.name for s in stages], "settings": settings})
-    state.wait_for_everyone()
+    chain = {"stages": [s.name for s in stages], "settings": run_flags(parsed)}  # the flags that define it
 
-    records, results = [], {}
+    def claim() -> dict | None:  # one chain per output dir (each stage's run locks its own stage dir)
+        lock_dir(out)
+        return check_output_dir(out, chain, overwrite)
+    recorded = on_main_process(claim, state)
+    if recorded is None and state.is_main_process:  # no earlier chain here: record this one at once
+        atomic_write_json(os.path.join(out, CHAIN_FILE), chain)
+    # (an earlier chain's record, under --overwrite_output_dir, is replaced once a stage has trained)
+    pending = recorded is not None and recorded != chain
+
+    # Nothing of an earlier chain is removed here: a stage's own run clears its dir at its first write
+    # (after its checks), so a chain refused for bad input leaves the earlier chain as it was. Under
+    # --overwrite_output_dir no stage counts as finished; once a stage trains, the later ones start over
+    # (their teacher changed).
+    records, results, retrained = [], {}, overwrite
     for stage in stages:
         marker = os.path.join(stage.dir, STAGE_FILE)
-        if os.path.isfile(marker):
+        if os.path.isfile(marker) and not retrained:
             with open(marker, encoding="utf-8") as f:
                 record = json.load(f)
             logger.info("TAKD stage %d/%d (%s) finished earlier: skipped", stage.index, len(stages), stage.name)
         else:
             stage_args = stage_argv(argv, flag_types, spec, stage, teacher, flag("logging_dir"))
-            results = run_stage(run, stage_args, stage, stages, teacher, resume=not overwrite)
+            if retrained and "--overwrite_output_dir" not in stage_args:
+                stage_args.append("--overwrite_output_dir")
+            results = run_stage(run, stage_args, stage, stages, teacher)
             record = stage_record(stage, teacher, stage_args, results)
+            retrained = True
             if state.is_main_process:
+                if pending:
+                    atomic_write_json(os.path.join(out, CHAIN_FILE), chain)
+                    pending = False
                 atomic_write_json(marker, record)
             state.wait_for_everyone()
         records.append(record)
@@ -112,16 +121,9 @@ def run_chain(run: Callable[[list[str]], dict], argv: list[str], flag_types: tup
     return {**results, "takd_summary": summary}
 
 
-def run_stage(run, stage_args: list[str], stage: Stage, stages: list[Stage], teacher: str, resume: bool) -> dict:
-    """One stage's run. It resumes from its last checkpoint if it has one; a stage killed before its
-    first checkpoint starts over, and the later stages' dirs go (they learnt from an older version)."""
-    state = process_state()  # (the chain's, made by run_chain)
-    if state.is_main_process:
-        if not resume or not list_checkpoints(stage.dir):
-            shutil.rmtree(stage.dir, ignore_errors=True)
-        for later in stages[stage.index:]:
-            shutil.rmtree(later.dir, ignore_errors=True)
-    state.wait_for_everyone()
+def run_stage(run, stage_args: list[str], stage: Stage, stages: list[Stage], teacher: str) -> dict:
+    """One stage's run, by the entry script's own rules: it resumes from its last checkpoint if it has
+    one, and starts over with --overwrite_output_dir."""
     logger.info("TAKD stage %d/%d (%s), teacher %s: %s", stage.index, len(stages), stage.name, teacher,
                 " ".join(stage_args))
     results = run(stage_args)
@@ -218,31 +220,26 @@ def strip_flags(argv: list[str], spellings: set[str]) -> list[str]:
     return [token for group in flag_groups(argv) if group[0] not in spellings for token in group]
 
 
-def chain_settings(argv: list[str], flag_types: tuple) -> list[list[str]]:
-    """The chain's flags in a canonical order, without those that do not change what it computes
-    (where it writes, whether it may overwrite): what a rerun must repeat to resume."""
-    ignored = flag_spellings(flag_types, {"output_dir", "logging_dir", "overwrite_output_dir"})
-    return sorted(list(g) for g in flag_groups(argv) if g[0] not in ignored)
-
-
-def check_output_dir(output_dir: str, stages: list[Stage], settings: list[list[str]], overwrite: bool) -> None:
-    """A non-empty output dir must hold this same chain (to resume it) unless --overwrite_output_dir."""
-    if overwrite or not os.path.isdir(output_dir) or not os.listdir(output_dir):
-        return
+def check_output_dir(output_dir: str, chain: dict, overwrite: bool) -> dict | None:
+    """A non-empty output dir must hold this same chain (to resume it) unless --overwrite_output_dir.
+    Returns the dir's record of a chain (takd_chain.json), if it has one."""
     path = os.path.join(output_dir, CHAIN_FILE)
-    if not os.path.isfile(path):
-        raise UsageError(f"output directory {output_dir} is not empty and holds no TA chain; pass "
-                         "--overwrite_output_dir to start one there, or choose another --output_dir")
-    with open(path, encoding="utf-8") as f:
-        recorded = json.load(f)
-    names = [s.name for s in stages]
-    if recorded["stages"] != names:
-        raise UsageError(f"output directory {output_dir} holds a TA chain with stages {recorded['stages']}, not "
-                         f"{names}; rerun that chain's command to resume it, pass --overwrite_output_dir to start "
-                         "over, or choose another --output_dir")
-    if recorded["settings"] != settings:
-        before, now = ({g[0]: g[1:] for g in s} for s in (recorded["settings"], settings))
-        changed = sorted(k for k in before.keys() | now.keys() if before.get(k) != now.get(k))
-        raise UsageError(f"output directory {output_dir} holds this TA chain run with other flags "
-                         f"({', '.join(changed)}); rerun its command to resume it, pass --overwrite_output_dir to "
+    recorded = None
+    if os.path.isfile(path):
+        with open(path, encoding="utf-8") as f:
+            recorded = json.load(f)
+    if overwrite or recorded == chain:
+        return recorded
+    if recorded is None:
+        if os.path.isdir(output_dir) and set(os.listdir(output_dir)) - {LOCK_FILE}:
+            raise UsageError(f"output directory {output_dir} is not empty and holds no TA chain; pass "
+                             "--overwrite_output_dir to start one there, or choose another --output_dir")
+        return None
+    if recorded.get("stages") != chain["stages"]:
+        raise UsageError(f"output directory {output_dir} holds a TA chain with stages {recorded.get('stages')}, not "
+                         f"{chain['stages']}; rerun that chain's command to resume it, pass --overwrite_output_dir to "
                          "start over, or choose another --output_dir")
+    settings = recorded.get("settings") if isinstance(recorded.get("settings"), dict) else {}
+    raise UsageError(f"output directory {output_dir} holds this TA chain run with other flags: "
+                     f"{flag_differences(settings, chain['settings'])}; rerun its command to resume it, pass "
+                     "--overwrite_output_dir to start over, or choose another --output_dir")

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import os
+import re
 
+import numpy as np
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing in the suite may reach the network
@@ -34,6 +36,15 @@ def toy(tmp_path_factory):
         "task": write_toy_sst2(str(root / "SST-2"), n_train=96, n_dev=40, n_test=24, seed=0),
     }
     return paths
+
+
+@pytest.fixture(scope="session")
+def launch(tmp_path_factory):
+    """Runs of the entry scripts as real processes, forked from one pre-warmed interpreter (tests/launcher.py):
+    each starts in a fraction of a second instead of ~7 s of imports."""
+    from launcher import Launcher
+    with Launcher(str(tmp_path_factory.mktemp("launcher_logs"))) as launcher:
+        yield launcher
 
 
 def toy_lm_corpus(root, n_docs=120, seed=0):
@@ -71,6 +82,35 @@ def toy_dataset(toy, n=8, seed=0):
     enc = tok(list(texts), truncation=True, max_length=64, return_token_type_ids=True)
     return TokenizedDataset({**{k: enc[k] for k in ("input_ids", "attention_mask", "token_type_ids")},
                              "labels": list(labels)}), tok
+
+
+# Parameters whose exact gradient is zero (checked in float64: test_two_process_equivalence.py): a softmax
+# does not change when all its logits shift alike. An attention key's bias shifts every key's score for
+# a query alike; the QA head's bias, and the bias of the LayerNorm under it (the last layer's output),
+# shift every position's start/end logit alike. Their gradient is float noise, and AdamW, which divides
+# by the gradient's own scale, turns noise larger than its ε into steps of up to ±learning rate: two runs
+# that sum in another order (other batches, processes, CPUs) disagree there, and only there. Weight
+# comparisons skip them. (GPT-2's fused c_attn bias holds such a key part too; its noise stays far below
+# ε in our runs, so it is compared.)
+KEY_BIAS = r"attention\.self\.key\.bias$"
+QA_HEAD = r"^qa_outputs\.bias$|^bert\.encoder\.layer\.{last}\.output\.LayerNorm\.bias$"
+
+
+def no_gradient(name: str, qa_layers: int | None = None) -> bool:
+    """Whether parameter `name` has an exact gradient of zero (a QA model: pass its number of layers)."""
+    pattern = KEY_BIAS if qa_layers is None else f"{KEY_BIAS}|{QA_HEAD.format(last=qa_layers - 1)}"
+    return re.search(pattern, name) is not None
+
+
+def kd_rounding(temperature: float) -> float:
+    """A bound on how far float32 rounding alone moves the mean KD term τ²·Σ_c p_t,c (log p_t,c − log p_s,c)
+    of two near-uniform 2-class heads. Near KD = 0 the logits' own rounding has no first-order effect
+    (∂KD/∂s = τ(p_s − p_t) ≈ 0); what is left is log_softmax's: each log-probability (≈ −ln 2) is off by
+    at most 2 ulp(ln 2) (its log-sum-exp and the subtraction; 1.8 measured), so one row's KL by at most
+    τ²·4·ulp and two computations that round otherwise (micro-batches padded otherwise, another CPU's
+    kernels) by τ²·8·ulp(ln 2) ≈ 1.9e-6 at τ = 2, and so does their mean. In absolute terms: it matters
+    when KD is near zero (untrained heads: ~7e-6), where a relative 1e-5 assumes more than float32 gives."""
+    return temperature**2 * 8 * float(np.spacing(np.float32(np.log(2))))
 
 
 def crash_at_step(monkeypatch, main, argv, step):

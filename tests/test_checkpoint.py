@@ -1,4 +1,4 @@
-"""Checkpoint bookkeeping: listing, rotation, the resume rule, atomic replacement."""
+"""Checkpoint bookkeeping: listing, rotation, atomic replacement (the resume rule: test_run_dir.py)."""
 from __future__ import annotations
 
 import os
@@ -6,7 +6,7 @@ import os
 import pytest
 import torch
 
-from distill.checkpoint import list_checkpoints, resolve_resume, rotate_checkpoints
+from distill.checkpoint import list_checkpoints, rotate_checkpoints
 from distill.errors import UsageError
 from distill.io_utils import atomic_write_json, replace_dir
 
@@ -25,16 +25,21 @@ def test_list_orders_by_step_not_by_name_and_rotation_keeps_the_newest(tmp_path)
     assert [os.path.basename(p) for p in list_checkpoints(tmp_path)] == ["checkpoint-40", "checkpoint-100"]
 
 
-def test_resume_rule(tmp_path):
-    assert resolve_resume(str(tmp_path / "new"), True, False, None) is None
-    make_checkpoints(tmp_path / "run", [2, 10])
-    assert resolve_resume(str(tmp_path / "run"), True, False, None).endswith("checkpoint-10")
-    assert resolve_resume(str(tmp_path / "run"), True, True, None) is None  # --overwrite_output_dir
-    assert resolve_resume(str(tmp_path / "run"), False, False, None) is None  # eval/predict only
-    explicit = str(tmp_path / "run" / "checkpoint-2")
-    assert resolve_resume(str(tmp_path / "run"), True, False, explicit) == explicit
-    with pytest.raises(UsageError, match="not a directory"):
-        resolve_resume(str(tmp_path / "run"), True, False, str(tmp_path / "nope"))
+def test_list_and_rotation_keep_the_best_checkpoints(tmp_path):
+    make_checkpoints(tmp_path, [1, 2, 3, 4, 5])
+    rotate_checkpoints(str(tmp_path), 2, keep=(1, None))
+    assert [os.path.basename(p) for p in list_checkpoints(tmp_path)] == ["checkpoint-1", "checkpoint-4",
+                                                                         "checkpoint-5"]
+
+
+def test_atomic_files_get_the_mode_of_the_users_umask(tmp_path):
+    old = os.umask(0o027)
+    try:
+        atomic_write_json(str(tmp_path / "r.json"), {"a": 1})
+        (tmp_path / "plain.txt").write_text("x")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "r.json").stat().st_mode & 0o777 == (tmp_path / "plain.txt").stat().st_mode & 0o777 == 0o640
 
 
 def test_atomic_writes_replace_whole_files_and_dirs(tmp_path):
@@ -63,3 +68,28 @@ def test_load_model_weights_accepts_tied_keys_and_refuses_a_different_model(tmp_
     other = BertForSequenceClassification(BertConfig(**{**tiny, "num_hidden_layers": 2}))
     with pytest.raises(UsageError, match="does not fit the model"):
         load_model_weights(other, str(tmp_path / "mlm" / "model.safetensors"))
+
+
+def test_a_failed_write_is_one_line_and_gives_its_space_back(tmp_path):
+    """Storage failures, however a library words them, become a UsageError; the block's temporary dir is
+    removed; any other error is a bug and passes through unchanged."""
+    import errno
+
+    from distill.io_utils import writing
+    tmp = tmp_path / "checkpoint-6.tmp"
+    failures = [OSError(errno.ENOSPC, "No space left on device"), PermissionError(errno.EACCES, "Permission denied"),
+                OSError(errno.EROFS, "Read-only file system"),
+                RuntimeError("[enforce fail at inline_container.cc:672] . PytorchStreamWriter failed writing file "
+                             "data/0: file write failed"),
+                Exception('Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: "No space '
+                          'left on device" })')]
+    for failure in failures:
+        tmp.mkdir()
+        (tmp / "model.safetensors").write_bytes(b"half")
+        with pytest.raises(UsageError, match=r"could not write checkpoint-6 \(.+\); free disk space"):
+            with writing("checkpoint-6", cleanup=str(tmp)):
+                raise failure
+        assert not tmp.exists()
+    with pytest.raises(KeyError):
+        with writing("checkpoint-6"):
+            raise KeyError("a bug, not the disk")

@@ -243,6 +243,55 @@ def test_header_only_file_is_an_error(tmp_path):
         read_glue_tsv(str(path), GLUE_TASKS["rte"], GLUE_TASKS["rte"].dev)
 
 
+@pytest.mark.parametrize("task,split,width", [("rte", "train", 4), ("rte", "test", 3), ("stsb", "train", 10),
+                                              ("stsb", "test", 9), ("mnli", "train", 11), ("cola", "train", 4),
+                                              ("cola", "test", 2), ("sst2", "train", 2), ("mrpc", "train", 5),
+                                              ("qqp", "train", 6), ("qqp", "test", 3)])
+def test_min_columns_counts_a_last_column_label_as_its_own_column(task, split, width):
+    """A 4-column RTE row needs 4 columns, not 3: its label is the last one, after both sentences."""
+    assert getattr(GLUE_TASKS[task], split).min_columns() == width
+
+
+def test_rows_must_have_the_header_s_width(tmp_path):
+    rte = GLUE_TASKS["rte"]
+    path = tmp_path / "train.tsv"
+    path.write_text("index\tsentence1\tsentence2\tlabel\n0\ta\tb\tentailment\n1\ta\tb\tc\tentailment\n")
+    with pytest.raises(UsageError, match=r"train\.tsv:3: 5 tab-separated columns but task rte's file has 4"):
+        read_glue_tsv(str(path), rte, rte.train)
+    # MNLI dev has 16 columns: a row of 12 would take its label from the wrong column
+    mnli_dev = os.path.join(fixture_dir("mnli"), "dev_matched.tsv")
+    lines = open(mnli_dev, encoding="utf-8").read().splitlines()
+    path.write_text("\n".join([lines[0], lines[1], "\t".join(lines[2].split("\t")[:12])]) + "\n")
+    with pytest.raises(UsageError, match=r"train\.tsv:3: 12 tab-separated columns, task mnli needs 16"):
+        read_glue_tsv(str(path), GLUE_TASKS["mnli"], GLUE_TASKS["mnli"].dev)
+
+
+@pytest.mark.parametrize("raw,words", [("nan", "not a finite number"), ("-inf", "not a finite number"),
+                                       ("1e999", "not a finite number"), ("", "the label is empty"),
+                                       ("5.5", "outside stsb's range 0 to 5"), ("high", "not a number")])
+def test_regression_scores_must_be_finite_and_in_range(tmp_path, raw, words):
+    path = write_csv(tmp_path / "train.csv", ["sentence1", "sentence2", "label"], [["a", "b", "5"], ["c", "d", raw]])
+    with pytest.raises(UsageError, match=f"row 2 \\(line 3\\): .*{words}"):
+        load_glue_files(path, None, None, GLUE_TASKS["stsb"])
+
+
+def test_an_empty_label_is_never_a_class(tmp_path):
+    assert task_from_labels(["pos", "", "neg"]).labels == ("neg", "pos")
+    train = write_csv(tmp_path / "train.csv", ["text", "label"], [["good", "pos"], ["meh", ""], ["bad", "neg"]])
+    with pytest.raises(UsageError, match="row 2 \\(line 3\\): the label is empty"):
+        load_glue_files(train, None, None, None)
+
+
+def test_user_json_rows_must_be_objects_with_the_same_fields(tmp_path):
+    for name, text, words in (("a.json", '{"data": 3}', "holds an integer, not a list"),
+                              ("b.json", '[{"sentence": "a", "label": 1}, 7]', "row 2 is an integer"),
+                              ("c.jsonl", '{"sentence": "a", "label": 1}\n"b"\n', "line 2 is a string"),
+                              ("d.json", '[{"sentence": "a", "label": 1},]', "is not valid JSON")):
+        (tmp_path / name).write_text(text, encoding="utf-8")
+        with pytest.raises(UsageError, match=words):
+            load_glue_files(str(tmp_path / name), None, None, GLUE_TASKS["sst2"])
+
+
 # --------------------------------------------------------------------------- user files
 def write_csv(path, header, rows, delimiter=","):
     with open(path, "w", encoding="utf-8", newline="") as f:

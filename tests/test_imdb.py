@@ -75,6 +75,18 @@ def test_bad_csv_is_refused(tmp_path, capsys):
     assert len(err) == 1 and "lacks column(s) label" in err[0]
 
 
+def test_rows_splits_and_labels_are_checked_with_their_line(tmp_path):
+    from distill.errors import UsageError
+    header = "split,label,text\n"
+    for body, words in (("train,1,good\ntest,0,bad\nunsup,0,meh\n", "line 4: split 'unsup' is not train or test"),
+                        ('train,1,good\ntest,0,"bad\nfilm"\ntest,neg,x\n', "line 5: label 'neg' is not 0"),
+                        ("train,1,good\ntest,0\n", "line 3: 2 fields but the header has 3"),
+                        ("test,0,bad\n", "found ['test']")):
+        (tmp_path / "d.csv").write_text(header + body, encoding="utf-8")
+        with pytest.raises(UsageError, match=words.replace("[", r"\[").replace("]", r"\]")):
+            read_imdb_csv(str(tmp_path / "d.csv"))
+
+
 @pytest.mark.skipif(not os.path.isfile(SHARED_IMDB), reason="../shared/data/imdb not present")
 def test_real_imdb_file_has_the_official_splits():
     splits = read_imdb_csv(SHARED_IMDB)

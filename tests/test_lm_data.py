@@ -152,3 +152,38 @@ def test_hub_text_datasets_load_one_document_per_line_and_are_cached(bpe, tmp_pa
     assert train.doc(1).tolist() == bpe("the king spoke\n")["input_ids"] + [bpe.eos_token_id]
     load_documents(args, bpe, mlm=False)
     assert len([f for f in os.listdir(tmp_path) if f.startswith("docs-")]) == 2  # train + validation, reused
+
+
+def test_a_damaged_cache_of_our_own_is_remade_but_a_named_file_is_refused(bpe, tmp_path, caplog):
+    records = [{"text": "the king spoke"}]
+    first = cached_documents("file:abc", lambda: records, bpe, True, str(tmp_path))
+    (cache,) = tmp_path.glob("docs-*.npz")
+    cache.write_bytes(cache.read_bytes()[:100])  # a copy cut short
+    with caplog.at_level("WARNING", logger="lm.data"):
+        again = cached_documents("file:abc", lambda: records, bpe, True, str(tmp_path))
+    assert np.array_equal(first.ids, again.ids) and "unreadable" in caplog.text
+    named = tmp_path / "named.npz"
+    named.write_bytes(b"garbage" * 10)
+    with pytest.raises(UsageError, match="named.npz is not a tokenised-data file .*not a numpy file at all"):
+        cached_documents("file:abc", lambda: records, bpe, True, str(tmp_path), str(named))
+    cached_documents("file:abc", lambda: records, bpe, True, str(tmp_path), str(named), overwrite=True)  # remade
+
+
+def test_token_counts_must_be_one_finite_non_negative_number_per_id(tmp_path):
+    from lm.data import Documents
+    docs = Documents(np.array([1, 2], dtype=np.int32), np.array([0, 2]), np.zeros(1, dtype=np.int32))
+    path = str(tmp_path / "counts.npy")
+    for bad, words in ((np.array([1, -1, 0]), "negative"), (np.array([1.0, np.inf, 0.0]), "infinite"),
+                       (np.array(["a", "b", "c"]), "not one number per token id")):
+        np.save(path, bad)
+        with pytest.raises(UsageError, match=words):
+            token_counts(docs, 3, path)
+
+
+def test_jsonl_fields_of_the_wrong_type_are_named(tmp_path):
+    for text, words in (('{"prompt": "q", "response": 3}\n', "'response' is an integer"),
+                        ('{"instruction": ["a"], "response": "r"}\n', "'instruction' is a list"),
+                        ('{"prompt": "q", "response": "r", "references": [1]}\n',
+                         "'references' must be a list of strings")):
+        with pytest.raises(UsageError, match=f"line 1: {words}"):
+            read_records(write(tmp_path / "x.jsonl", text))

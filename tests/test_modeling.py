@@ -9,8 +9,12 @@ from distill.errors import UsageError
 from distill.modeling import (
     check_same_vocabulary,
     check_teacher_labels,
+    check_vocab_fits,
+    is_decoder_only,
     keep_layers,
     load_classifier,
+    load_pretrained,
+    load_tokenizer,
     resolve_label_order,
 )
 
@@ -71,3 +75,40 @@ def test_vocabulary_mismatch_is_refused(toy, tmp_path):
     other = BertTokenizerFast(vocab=str(tmp_path / "vocab.txt"))
     with pytest.raises(UsageError, match="different vocabularies"):
         check_same_vocabulary(tok, other, "other")
+
+
+# ---------------------------------------------------------------- model dirs users get wrong
+def test_a_dir_without_tokenizer_files_is_refused_and_its_model_still_loads(toy, tmp_path):
+    """transformers builds a 5-token tokenizer from config.json alone (every word -> [UNK]); the model
+    itself is fine, and runs with --tokenizer_name."""
+    import shutil
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy(f"{toy['student']}/{name}", bare / name)
+    with pytest.raises(UsageError, match=r"bare holds no tokenizer files .*\[UNK\].*pass --tokenizer_name"):
+        load_tokenizer(str(bare))
+    tokenizer = load_tokenizer(toy["tokenizer"])  # what --tokenizer_name loads
+    model, _ = load_classifier(str(bare), ("negative", "positive"))
+    check_vocab_fits(model, tokenizer, "student")
+    (bare / "tokenizer_config.json").write_text('{"tokenizer_class": "BertTokenizer"}')  # still no vocabulary
+    with pytest.raises(UsageError, match="knows only its 5 special tokens"):
+        load_tokenizer(str(bare))
+
+
+def test_decoder_only_models_are_told_apart_from_encoders():
+    from transformers import BertConfig, GPT2Config, LlamaConfig, T5Config, XLNetConfig
+    assert is_decoder_only(GPT2Config()) and is_decoder_only(LlamaConfig())
+    assert not any(is_decoder_only(c) for c in (BertConfig(), XLNetConfig(), T5Config()))
+
+
+def test_a_frozen_teacher_must_come_whole_from_its_checkpoint(toy, tmp_path):
+    from transformers import AutoModelForMaskedLM, AutoModelForQuestionAnswering
+    assert load_pretrained(AutoModelForSequenceClassification, toy["teacher"], what="the teacher", complete=True)
+    with pytest.raises(UsageError, match="without a trained question-answering head.*qa_outputs"):
+        load_pretrained(AutoModelForQuestionAnswering, toy["teacher"], what="the teacher", complete=True)
+    with pytest.raises(UsageError, match="without a trained masked-LM head"):
+        load_pretrained(AutoModelForMaskedLM, toy["teacher"], what="the teacher", complete=True)
+    student = load_pretrained(AutoModelForQuestionAnswering, toy["teacher"], what="the student")  # a new head: fine
+    with pytest.raises(UsageError, match=r"tokenizer has 60 tokens but the student has embeddings for \d+"):
+        check_vocab_fits(student, 60, "student")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import no_dropout_bert, toy_dataset
+from conftest import kd_rounding, no_dropout_bert, toy_dataset
 
 from distill.args import TrainingArguments
 from distill.batching import PaddingCollator
@@ -130,8 +130,10 @@ def test_alignment_is_added_once_per_step_so_accumulation_equals_one_big_batch(t
     assert any(".cores." in n for n in big)
     for name in big:
         torch.testing.assert_close(acc[name], big[name], rtol=1e-4, atol=1e-7, msg=name)
-    for key in ("loss/total", "loss/kd", "loss/ce", "loss/opdf_align"):
+    for key in ("loss/total", "loss/ce", "loss/opdf_align"):
         assert acc_logs[key] == pytest.approx(big_logs[key], rel=1e-5)
+    # KD of two untrained heads is ~7e-6: float32 rounding moves it in absolute terms (see kd_rounding)
+    assert acc_logs["loss/kd"] == pytest.approx(big_logs["loss/kd"], rel=1e-5, abs=kd_rounding(2.0))
     # the logged term is L_align itself (computed before the step), weighted 3 in the total
     assert big_logs["loss/opdf_align"] > 0
     assert big_logs["loss/total"] == pytest.approx(0.7 * big_logs["loss/kd"] + 0.3 * big_logs["loss/ce"]

@@ -47,8 +47,8 @@ def test_finetuning_leaves_the_hf_files_and_a_loadable_best_model(finetuned, toy
                  "config.json", "model.safetensors", "tokenizer_config.json", "SST-2.tsv"):
         assert os.path.isfile(os.path.join(finetuned, name)), name
     assert glob.glob(os.path.join(finetuned, "checkpoint-*")) and glob.glob(os.path.join(finetuned, "runs", "*", ))
-    assert not os.path.exists(os.path.join(finetuned, "best_checkpoint"))  # holding copy removed
     state = read_json(os.path.join(finetuned, "trainer_state.json"))
+    assert os.path.isdir(os.path.join(finetuned, f"checkpoint-{state['best_step']}"))  # the best model is kept
     evals = [e for e in state["log_history"] if "eval_accuracy" in e]
     assert len(evals) == 3 and state["best_metric"] == max(e["eval_accuracy"] for e in evals)
     assert any("loss/ce" in e and "loss/ce_weighted" in e for e in state["log_history"])

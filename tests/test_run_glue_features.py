@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import crash_at_step, no_dropout_bert, toy_dataset
+from conftest import crash_at_step, kd_rounding, no_dropout_bert, toy_dataset
 from safetensors.torch import load_file
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -62,8 +62,10 @@ def test_token_level_feature_losses_accumulate_like_one_big_batch(toy, tmp_path,
     assert set(big) == set(acc) and big
     for name in big:
         torch.testing.assert_close(acc[name], big[name], rtol=1e-4, atol=1e-6, msg=name)
-    for key in ("loss/total", "loss/hidden_mse", "loss/hidden_cos", "loss/kd"):
+    for key in ("loss/total", "loss/hidden_mse", "loss/hidden_cos"):
         assert acc_logs[key] == pytest.approx(big_logs[key], rel=1e-5)
+    # KD of two untrained heads is ~7e-6: float32 rounds it in absolute terms (see kd_rounding)
+    assert acc_logs["loss/kd"] == pytest.approx(big_logs["loss/kd"], rel=1e-5, abs=kd_rounding(2.0))
     assert "loss/corr" not in big_logs  # a weight-0 feature term is not computed
 
 

@@ -97,7 +97,7 @@ def test_resuming_with_other_opdf_flags_is_refused(toy, tmp_path, capsys):
     assert run_glue.main([str(a) for a in argv]) == 0  # fine-tuning without OPDF: checkpoint-1, checkpoint-2
     code = run_glue.main([str(a) for a in [*argv, "--resume_from_checkpoint", tmp_path / "o" / "checkpoint-1",
                                           "--use_opdf"]])
-    assert code == 2 and "written without a model transform (--use_opdf)" in capsys.readouterr().err
+    assert code == 2 and "made with other flags: --use_opdf false (now true)" in capsys.readouterr().err
 
 
 def test_opdf_without_a_teacher_is_over_parameterised_fine_tuning(toy, tmp_path):

@@ -237,3 +237,12 @@ def test_squad_misuse_is_refused_in_one_line(qa_models, squad_files, tmp_path, c
         assert squad_script.main([str(a) for a in [*base, *extra]]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("error: ") and needle in err[0], (extra, err)
+
+
+def test_questions_whose_answer_fits_in_no_window_are_counted(tok, squad_files, caplog):
+    """As in HF run_qa.py they still train (every window labelled [CLS]); the count is logged."""
+    examples = _examples(squad_files["train"])[:4]
+    long = SquadExample("long", "", examples[0].context, examples[0].question, [examples[0].context], [0])
+    with caplog.at_level("WARNING", logger="squad.features"):
+        train_features([*examples, long], tok, max_seq_length=24, doc_stride=6, max_query_length=8)
+    assert "1 of 5 training questions have their answer in no window" in caplog.text

@@ -227,7 +227,7 @@ def test_a_chain_refuses_dev_less_runs_foreign_output_dirs_and_changed_flags(toy
     mtimes = {p: os.stat(os.path.join(out, p)).st_mtime_ns for p in ("takd_summary.json", "takd_chain.json")}
     changed = glue_chain_args(toy, glue_chain["teacher"], out)
     changed[changed.index("--learning_rate") + 1] = "5e-3"
-    refused(changed, "other flags (--learning_rate)")
+    refused(changed, "other flags: --learning_rate")
     assert mtimes == {p: os.stat(os.path.join(out, p)).st_mtime_ns for p in mtimes}
 
 
@@ -304,6 +304,43 @@ def test_a_finished_chain_reruns_nothing_and_overwrite_starts_it_over(toy, glue_
     assert ran == [False]  # the chain only: both stages finished earlier
     glue_ok(*argv, "--overwrite_output_dir")
     assert ran == [False, False, True, True]
+
+
+def test_a_chain_is_the_same_chain_however_its_flags_are_spelled(toy, glue_teacher, tmp_path, monkeypatch):
+    """Its record is the flags that define it (distill/run_dir.py), as for a single run: another spelling
+    of a number, an alias, a relative path or a flag that does not define a run still resume it."""
+    out = str(tmp_path / "chain")
+    argv = ["--model_name_or_path", glue_teacher, "--student_layers", "0", "--teacher_model", glue_teacher,
+            "--ta_models", "2", "--task_name", "sst2", "--data_dir", toy["task"], "--do_train", "--do_eval",
+            "--max_steps", 2, "--learning_rate", "3e-3", "--output_dir", out, *GLUE_FAST]
+    glue_ok(*argv)
+    ran, real_run = [], run_glue.run
+    monkeypatch.setattr(run_glue, "run", lambda a=None: ran.append(a) or real_run(a))
+    again = [str(a) for a in argv]
+    again[again.index("--learning_rate") + 1] = "0.003"
+    again[again.index("--data_dir") + 1] = os.path.relpath(toy["task"])
+    again[again.index("--per_device_train_batch_size")] = "--per_gpu_train_batch_size"
+    glue_ok(*again, "--per_device_eval_batch_size", "4")
+    assert len(ran) == 1  # the chain only: both stages finished earlier
+
+
+def test_a_chain_refused_for_bad_input_under_overwrite_keeps_the_earlier_chain(toy, glue_teacher, tmp_path, capsys):
+    out = tmp_path / "chain"
+    argv = ["--model_name_or_path", glue_teacher, "--student_layers", "0", "--teacher_model", glue_teacher,
+            "--ta_models", "2", "--task_name", "sst2", "--data_dir", toy["task"], "--do_train", "--do_eval",
+            "--max_steps", 2, "--output_dir", out, *GLUE_FAST]
+    glue_ok(*argv)
+    before = {os.path.join(base, f): open(os.path.join(base, f), "rb").read()
+              for base, _, files in os.walk(out) for f in files}
+    bad = tmp_path / "bad_task"
+    bad.mkdir()
+    (bad / "train.tsv").write_bytes(b"sentence\tlabel\ncaf\xe9 au lait\t1\n")  # Latin-1
+    argv[argv.index("--data_dir") + 1] = bad
+    assert run_glue.main([str(a) for a in [*argv, "--overwrite_output_dir"]]) == 2
+    assert "not UTF-8" in capsys.readouterr().err.strip().splitlines()[-1]
+    after = {os.path.join(base, f): open(os.path.join(base, f), "rb").read()
+             for base, _, files in os.walk(out) for f in files}
+    assert after == before
 
 
 def test_a_prokt_chain_passes_on_each_student_and_reports_the_teachers_it_trained(toy, glue_teacher, tmp_path,

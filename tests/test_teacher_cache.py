@@ -9,7 +9,7 @@ import os
 
 import pytest
 import torch
-from conftest import toy_lm_corpus
+from conftest import no_gradient, toy_lm_corpus
 from safetensors.torch import load_file
 
 import run_glue
@@ -24,11 +24,12 @@ def read_json(path):
         return json.load(f)
 
 
-def assert_same_student(dir_a, dir_b, atol=2e-5):
-    """Same weights (the cached outputs were computed in other batches: float rounding only) and the same
-    logged losses at every step."""
+def assert_same_student(dir_a, dir_b, atol=2e-5, qa_layers=None):
+    """Same weights (the cached outputs were computed in other batches: float rounding only; parameters
+    whose exact gradient is zero are float noise, see conftest.no_gradient) and the same logged losses
+    at every step."""
     a, b = load_file(os.path.join(dir_a, "model.safetensors")), load_file(os.path.join(dir_b, "model.safetensors"))
-    for key in a:
+    for key in (k for k in a if not no_gradient(k, qa_layers)):
         torch.testing.assert_close(b[key], a[key], rtol=0, atol=atol, msg=key)
     logs_a = read_json(os.path.join(dir_a, "trainer_state.json"))["log_history"]
     logs_b = read_json(os.path.join(dir_b, "trainer_state.json"))["log_history"]
@@ -152,7 +153,7 @@ def test_squad_span_logits_are_cached_per_token(toy, tmp_path):
     assert run_squad_w_distillation.main([str(a) for a in [*common, "--output_dir", tmp_path / "cached",
                                                            "--cache_teacher_outputs", "--teacher_cache_dir",
                                                            tmp_path / "cache"]]) == 0
-    assert_same_student(tmp_path / "live", tmp_path / "cached")
+    assert_same_student(tmp_path / "live", tmp_path / "cached", qa_layers=1)
     (entry,) = os.listdir(tmp_path / "cache")
     assert read_json(tmp_path / "cache" / entry / "meta.json")["per_token"] == ["end_logits", "start_logits"]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import no_dropout_bert, toy_dataset
+from conftest import kd_rounding, no_dropout_bert, toy_dataset
 
 from distill.args import TrainingArguments
 from distill.batching import PaddingCollator, TrainBatchOrder, eval_batches
@@ -54,8 +54,10 @@ def test_accumulation_gives_the_gradient_of_one_big_batch(toy, tmp_path, micro_s
     assert names
     for name in names:
         torch.testing.assert_close(acc[name], big[name], rtol=1e-4, atol=1e-6, msg=name)
-    for key in ("loss/total", "loss/ce", "loss/kd") if with_teacher else ("loss/total", "loss/ce"):
+    for key in ("loss/total", "loss/ce"):
         assert acc_logs[key] == pytest.approx(big_logs[key], rel=1e-5)
+    if with_teacher:  # KD of two untrained heads is ~7e-6: float32 rounds it in absolute terms (see kd_rounding)
+        assert acc_logs["loss/kd"] == pytest.approx(big_logs["loss/kd"], rel=1e-5, abs=kd_rounding(2.0))
     if with_teacher:  # a frozen teacher never accumulates gradient
         assert all(g is None for g in big["teacher_grads"])
         assert big_logs["loss/total"] == pytest.approx(0.7 * big_logs["loss/kd"] + 0.3 * big_logs["loss/ce"])

@@ -19,6 +19,13 @@ class TsvLayout:
     label_column: int | None  # None: the split has no labels (test files); -1: last column
     index_column: int | None = 0  # the column the submission's `index` comes from; None: row number
     has_header: bool = True
+    columns: int | None = None  # every row's width when there is no header to give it (CoLA)
+
+    def min_columns(self) -> int:
+        """The fewest tab-separated columns a row can have: every column named here, and a last-column
+        label (-1) after all of them (else it would be read from a sentence)."""
+        named = [*self.text_columns, *(c for c in (self.index_column, self.label_column) if c is not None and c >= 0)]
+        return max(named) + 1 + (self.label_column == -1)
 
 
 @dataclass(frozen=True)
@@ -38,6 +45,7 @@ class GlueTask:
     label_words_in_submission: bool = False  # MNLI/QNLI/RTE submit words, the others digits
     # Labels as they appear in the TSV files when they are not the label names (CoLA "0"/"1").
     file_label_values: tuple[str, ...] = field(default=())
+    score_range: tuple[float, float] | None = None  # regression: the scores a file may hold (STS-B 0 to 5)
 
     @property
     def is_regression(self) -> bool:
@@ -71,8 +79,8 @@ GLUE_TASKS: dict[str, GlueTask] = {
     "cola": GlueTask(
         name="cola", labels=("unacceptable", "acceptable"), file_label_values=_BINARY,
         main_metric="matthews_correlation",
-        train=TsvLayout(text_columns=(3,), label_column=1, index_column=None, has_header=False),
-        dev=TsvLayout(text_columns=(3,), label_column=1, index_column=None, has_header=False),
+        train=TsvLayout(text_columns=(3,), label_column=1, index_column=None, has_header=False, columns=4),
+        dev=TsvLayout(text_columns=(3,), label_column=1, index_column=None, has_header=False, columns=4),
         test=TsvLayout(text_columns=(1,), label_column=None),
         submission_files=("CoLA.tsv",), submission_rows=(1063,),
         hub_name="cola", hub_text_columns=("sentence",),
@@ -95,7 +103,7 @@ GLUE_TASKS: dict[str, GlueTask] = {
         hub_name="mrpc", hub_text_columns=("sentence1", "sentence2"),
     ),
     "stsb": GlueTask(
-        name="stsb", labels=(), main_metric="combined_score",
+        name="stsb", labels=(), main_metric="combined_score", score_range=(0.0, 5.0),
         train=TsvLayout(text_columns=(7, 8), label_column=-1),
         dev=TsvLayout(text_columns=(7, 8), label_column=-1),
         test=TsvLayout(text_columns=(7, 8), label_column=None),
