@@ -8,7 +8,7 @@ starts from the same state a fresh process has after its imports.
 
     with Launcher() as launch:
         job = launch.start(["run_glue.py", "--flags", ...], kill=("step", 5))  # see tests/kill_at.py
-        code, log = job.wait()   # code: the exit status, or -9 when the run was killed
+        code, log = job.wait()   # code: the exit status, -9 when the run was killed, -1000 when it hung
 
 Only for tests: the child's kill hooks come from tests/kill_at.py.
 """
@@ -20,9 +20,12 @@ import runpy
 import signal
 import subprocess
 import sys
+import time
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPTS = ("run_glue", "run_squad_w_distillation", "run_imdb_w_distillation", "train_lm_distill")
+TIMEOUT = 300  # seconds a run may take
+TIMED_OUT = -1000  # the status of a run the launcher had to kill
 
 
 class Job:
@@ -96,14 +99,29 @@ def serve() -> None:
     for line in sys.stdin:
         message = json.loads(line)
         if "wait" in message:
-            _, status = os.waitpid(children.pop(message["wait"]), 0)
-            answer({"status": os.waitstatus_to_exitcode(status)})
+            answer({"status": wait(children.pop(message["wait"]))})
             continue
         pid = os.fork()
         if pid == 0:  # the run
             run_child(message, kill_at)
         children[pid] = pid
         answer({"id": pid})
+
+
+def wait(pid: int, limit: float = TIMEOUT) -> int:
+    """The child's exit status; a child still running after `limit` seconds is killed (a hung run must
+    fail its test, not the whole suite)."""
+    deadline = time.time() + limit
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        if time.time() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            print(f"launcher: run {pid} killed after {limit:.0f} s", file=sys.stderr)
+            return TIMED_OUT
+        time.sleep(0.02)
 
 
 def run_child(message: dict, kill_at) -> None:
