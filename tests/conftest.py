@@ -141,6 +141,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def snapshot(directory) -> dict[str, str]:
+    """sha256 of every file below `directory`, by relative path: to assert that nothing changed."""
+    import hashlib
+    found = {}
+    for base, _, files in os.walk(directory):
+        for name in files:
+            path = os.path.join(base, name)
+            with open(path, "rb") as f:
+                found[os.path.relpath(path, directory)] = hashlib.sha256(f.read()).hexdigest()
+    return found
+
+
 def assert_same_run(full_dir, resumed_dir, model_files=("model.safetensors",), result_files=("eval_results.json",),
                     state_keys=("best_step",)):
     """A resumed run ended exactly like the uninterrupted one: the same weights (to 1e-6), results and

@@ -8,14 +8,13 @@ and killed from inside at the chosen moment (tests/kill_at.py). Dropout is on: t
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import pickle
 import shutil
 import time
 
 import pytest
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, snapshot
 
 # Final files that must be byte-identical; the other JSON results differ only in their timings.
 FINAL = ("model.safetensors", "config.json", "tokenizer.json", "eval_results.json", "SST-2.tsv")
@@ -43,15 +42,6 @@ def killed(launch, argv, kill) -> str:
     code, log = launch.run(argv, kill)
     assert code == -9, (kill, log[-3000:])  # it died where asked, not earlier and not by an error
     return log
-
-
-def snapshot(directory) -> dict[str, str]:
-    found = {}
-    for base, _, files in os.walk(directory):
-        for name in files:
-            with open(os.path.join(base, name), "rb") as f:
-                found[os.path.relpath(os.path.join(base, name), directory)] = hashlib.sha256(f.read()).hexdigest()
-    return found
 
 
 def logged_steps(log_dir, tag) -> list[int]:

@@ -7,7 +7,7 @@ import os
 
 import pytest
 import torch
-from conftest import assert_same_run, crash_at_step, toy_lm_corpus
+from conftest import assert_same_run, crash_at_step, snapshot, toy_lm_corpus
 from safetensors.torch import load_file
 
 import run_glue
@@ -330,17 +330,14 @@ def test_a_chain_refused_for_bad_input_under_overwrite_keeps_the_earlier_chain(t
             "--ta_models", "2", "--task_name", "sst2", "--data_dir", toy["task"], "--do_train", "--do_eval",
             "--max_steps", 2, "--output_dir", out, *GLUE_FAST]
     glue_ok(*argv)
-    before = {os.path.join(base, f): open(os.path.join(base, f), "rb").read()
-              for base, _, files in os.walk(out) for f in files}
+    before = snapshot(out)
     bad = tmp_path / "bad_task"
     bad.mkdir()
     (bad / "train.tsv").write_bytes(b"sentence\tlabel\ncaf\xe9 au lait\t1\n")  # Latin-1
     argv[argv.index("--data_dir") + 1] = bad
     assert run_glue.main([str(a) for a in [*argv, "--overwrite_output_dir"]]) == 2
     assert "not UTF-8" in capsys.readouterr().err.strip().splitlines()[-1]
-    after = {os.path.join(base, f): open(os.path.join(base, f), "rb").read()
-             for base, _, files in os.walk(out) for f in files}
-    assert after == before
+    assert snapshot(out) == before
 
 
 def test_a_prokt_chain_passes_on_each_student_and_reports_the_teachers_it_trained(toy, glue_teacher, tmp_path,
