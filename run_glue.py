@@ -19,13 +19,22 @@ import logging
 import os
 import sys
 
-from distill.args import DataArguments, DistillationArguments, ModelArguments, TrainingArguments, parse_command_line
+from distill.args import (
+    DataArguments,
+    DistillationArguments,
+    ModelArguments,
+    ScriptCompatArguments,
+    TrainingArguments,
+    parse_command_line,
+)
 from distill.batching import PaddingCollator
 from distill.entry import cli_main, evaluate_and_save, start_run, train_and_evaluate
 from distill.errors import UsageError
 from distill.glue.pipeline import LabelOrder, load_data, make_compute_metrics, tokenize, write_test_predictions
 from distill.modeling import (
+    check_lower_case,
     check_max_length,
+    check_model_type,
     check_vocab_fits,
     load_checked_teacher,
     load_classifier,
@@ -48,7 +57,7 @@ logger = logging.getLogger("run_glue")
 
 
 FLAGS = (ModelArguments, DataArguments, TrainingArguments, DistillationArguments, TeacherLearningArguments,
-         OPDFArguments, GlueFeatureArguments, TAKDArguments)
+         OPDFArguments, GlueFeatureArguments, TAKDArguments, ScriptCompatArguments)
 # In a TA chain, an assistant's stage replaces the flags that define the student.
 CHAIN = ChainSpec(student_fields=("model_name_or_path", "config_name", "num_layers", "student_layers"))
 
@@ -56,7 +65,8 @@ CHAIN = ChainSpec(student_fields=("model_name_or_path", "config_name", "num_laye
 def run(argv: list[str] | None = None) -> dict:
     argv = sys.argv[1:] if argv is None else list(argv)
     parsed = parse_command_line(FLAGS, argv)
-    model_args, data_args, train_args, kd_args, teacher_args, opdf_args, feature_args, takd_args = parsed
+    model_args, data_args, train_args, kd_args, teacher_args, opdf_args, feature_args, takd_args, compat = parsed
+    train_args.default_actions()
     if takd_args.ta_models:  # teacher -> assistants -> student: this function once per stage
         return run_chain(run, argv, FLAGS, parsed, CHAIN)
     train_args.validate()
@@ -70,7 +80,7 @@ def run(argv: list[str] | None = None) -> dict:
     check_cache_request(train_args, has_teacher=bool(model_args.teacher_model),
                         teacher_learns=teacher_args.train_teacher)
     layer_ids = model_args.layer_ids()
-    start, accelerator = start_run(train_args, parsed)
+    start, accelerator = start_run(train_args, parsed, script=__file__)
 
     # ---- data
     data, task = load_data(data_args, model_args.cache_dir)
@@ -87,6 +97,9 @@ def run(argv: list[str] | None = None) -> dict:
     student, student_order = load_classifier(model_args.model_name_or_path, task.labels,
                                              config_name=model_args.config_name, cache_dir=model_args.cache_dir,
                                              trust_remote_code=model_args.trust_remote_code, layer_ids=layer_ids)
+    check_lower_case(tokenizer, compat.do_lower_case)
+    check_model_type(student, compat.model_type, "--model_type")
+    compat.log_ignored(train_args.output_dir)
     check_max_length(student, data_args.max_seq_length, "student")
     check_vocab_fits(student, tokenizer, "student")
     teacher_model = None
@@ -99,6 +112,7 @@ def run(argv: list[str] | None = None) -> dict:
             teacher_model = load_checked_teacher(model_args.teacher_model, tokenizer, student_order,
                                                  task.num_labels, data_args.max_seq_length, model_args.cache_dir,
                                                  model_args.trust_remote_code)
+        check_model_type(teacher_model, compat.teacher_type, "--teacher_type")
         if teacher_args.init_classifier_to_zero:
             for model in (student, teacher_model):
                 logger.info("zeroed %s of %s", zero_output_layer(model), type(model).__name__)

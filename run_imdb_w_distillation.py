@@ -31,6 +31,7 @@ from distill.modeling import (
     load_checked_teacher,
     load_classifier,
     load_tokenizer,
+    saved_label_names,
 )
 from distill.objective import SequenceClassificationObjective
 from distill.teacher_cache import check_cache_request, make_frozen_teacher
@@ -40,20 +41,24 @@ from imdb.args import ImdbDataArguments, ImdbLossArguments
 from imdb.data import LABELS, load_imdb_hub, read_imdb_csv, split_dev, tokenize_reviews
 
 logger = logging.getLogger("run_imdb_w_distillation")
+TEACHER_ORDER_FIX = "fine-tune the teacher with this script (it saves the neg,pos order)"
 
 
 def accuracy(logits: np.ndarray, dataset) -> dict[str, float]:
     return {"accuracy": float((logits.argmax(-1) == np.asarray(dataset.columns["labels"])).mean())}
 
 
+FLAGS = (ModelArguments, ImdbDataArguments, TrainingArguments, ImdbLossArguments, ScriptCompatArguments)
+
+
 def run(argv: list[str] | None = None) -> dict:
-    parsed = parse_command_line(
-        (ModelArguments, ImdbDataArguments, TrainingArguments, ImdbLossArguments, ScriptCompatArguments), argv)
+    parsed = parse_command_line(FLAGS, argv)
     model_args, data_args, train_args, loss_args, compat = parsed
+    train_args.default_actions(predict=True)
     train_args.validate()
     weights = loss_args.feature_weights()
     check_cache_request(train_args, has_teacher=model_args.teacher_model is not None)
-    start, accelerator = start_run(train_args, parsed)
+    start, accelerator = start_run(train_args, parsed, script=__file__)
 
     # ---- data: dev carved from TRAIN; test only for the final report
     splits = read_imdb_csv(data_args.data_file) if data_args.data_file else load_imdb_hub(model_args.cache_dir)
@@ -67,21 +72,24 @@ def run(argv: list[str] | None = None) -> dict:
     tokenizer = load_tokenizer(model_args.tokenizer_name or model_args.model_name_or_path, model_args.cache_dir,
                                model_args.trust_remote_code)
     check_lower_case(tokenizer, compat.do_lower_case)
+    compat.log_ignored(train_args.output_dir)
     student, order = load_classifier(model_args.model_name_or_path, LABELS, config_name=model_args.config_name,
                                      cache_dir=model_args.cache_dir, trust_remote_code=model_args.trust_remote_code,
                                      layer_ids=model_args.layer_ids())
     check_model_type(student, compat.model_type, "--model_type")
     check_max_length(student, data_args.max_seq_length, "student")
     check_vocab_fits(student, tokenizer, "student")
+    if order != list(LABELS):  # labels are not re-ordered here: the head must be neg,pos (by meaning: NEGATIVE, ...)
+        names = saved_label_names(model_args.config_name or model_args.model_name_or_path, model_args.cache_dir,
+                                  model_args.trust_remote_code)
+        raise UsageError(f"the student checkpoint's labels are ordered {names}, not {list(LABELS)}; start from a "
+                         "checkpoint with generic labels or the neg,pos order")
     teacher_model = None
     if model_args.teacher_model and train_args.do_train:
         teacher_model = load_checked_teacher(model_args.teacher_model, tokenizer, order, len(LABELS),
                                              data_args.max_seq_length, model_args.cache_dir,
-                                             model_args.trust_remote_code)
+                                             model_args.trust_remote_code, order_fix=TEACHER_ORDER_FIX)
         check_model_type(teacher_model, compat.teacher_type, "--teacher_type")
-    if order != list(LABELS):
-        raise UsageError(f"the student checkpoint's labels are ordered {order}, not {list(LABELS)}; start from a "
-                         "checkpoint with generic labels or the neg,pos order")
 
     # ---- trainer
     encode = lambda r: tokenize_reviews(r, tokenizer, data_args.max_seq_length, data_args.truncation,  # noqa: E731

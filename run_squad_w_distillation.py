@@ -52,21 +52,26 @@ def load_examples(path: str | None, hub_split: str, limit: int | None, cache_dir
     return examples[:limit] if limit is not None else examples
 
 
+FLAGS = (ModelArguments, SquadDataArguments, TrainingArguments, SquadLossArguments, ScriptCompatArguments)
+
+
 def run(argv: list[str] | None = None) -> dict:
-    parsed = parse_command_line(
-        (ModelArguments, SquadDataArguments, TrainingArguments, SquadLossArguments, ScriptCompatArguments), argv)
+    parsed = parse_command_line(FLAGS, argv)
     model_args, data_args, train_args, loss_args, compat = parsed
+    train_args.default_actions()
     train_args.validate()
     if train_args.do_predict:
         raise UsageError("--do_predict: SQuAD answers are written by --do_eval (predictions.json for --predict_file)")
+    data_args.resolve_paths()
     weights = loss_args.feature_weights()
     check_cache_request(train_args, has_teacher=model_args.teacher_model is not None)
-    start, accelerator = start_run(train_args, parsed)
+    start, accelerator = start_run(train_args, parsed, script=__file__)
 
     # ---- models
     tokenizer = load_tokenizer(model_args.tokenizer_name or model_args.model_name_or_path, model_args.cache_dir,
                                model_args.trust_remote_code)
     check_lower_case(tokenizer, compat.do_lower_case)
+    compat.log_ignored(train_args.output_dir)
     load = dict(cache_dir=model_args.cache_dir, trust_remote_code=model_args.trust_remote_code)
     student = load_pretrained(AutoModelForQuestionAnswering, model_args.model_name_or_path, what="the student",
                               layer_ids=model_args.layer_ids(), **load)

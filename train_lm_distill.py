@@ -8,6 +8,12 @@ causal LMs, on the shared trainer). Without a teacher the student is trained on 
         --student_config <cfg> --alpha_ce 5.0 --alpha_mlm 2.0 --alpha_cos 1.0 --alpha_clm 0.0 --mlm \
         --dump_path out --data_file corpus.txt
 
+    # --dump_path runs in that pipeline's mode (lm/pipeline.py): one sequence per line of a .txt data file,
+    # and its files in the dump path (checkpoint.pth, model_epoch_<n>.pth, parameters.json, logs/, ...)
+    python train_lm_distill.py --student_name distilroberta-base --teacher_name roberta-base \
+        --teacher_pretrained trained_teacher.pth --alpha_ce 5.0 --alpha_mlm 2.0 --alpha_cos 1.0 --alpha_clm 0.0 \
+        --mlm --dump_path output/train1 --data_file data/dump.txt --force --n_gpu 0
+
     # a causal LM with reverse KL, mixed 50/50 with the LM loss
     python train_lm_distill.py --teacher_name_or_path <gpt2 teacher> --student_layers 0,2,4 \
         --kd_loss reverse_kl --kd_ratio 0.5 --train_file corpus.txt --output_dir out
@@ -33,9 +39,10 @@ from distill.modeling import check_model_type, check_same_vocabulary, load_token
 from distill.teacher_cache import check_cache_request, make_frozen_teacher
 from distill.trainer import DistillationTrainer
 from lm.args import LaunchArguments, LMDataArguments, LMLossArguments, LMModelArguments, translate_original_flags
-from lm.build import cache_refusal, causal_lm_data, load_documents, masked_lm_data
-from lm.models import build_student, check_lm_pair, freeze_embeddings, load_lm
+from lm.build import cache_refusal, causal_lm_data, check_preprocessed_files, load_documents, masked_lm_data
+from lm.models import build_student, check_lm_pair, check_teacher_pretrained, freeze_embeddings, load_teacher
 from lm.objective import LMDistillationObjective, perplexity_metrics
+from lm.pipeline import dump_files, is_pipeline_command
 from minillm.args import GenerationArguments, MiniLLMArguments
 from minillm.build import (
     check_generation_length,
@@ -57,17 +64,18 @@ FLAGS = (LMModelArguments, LMDataArguments, TrainingArguments, LMLossArguments, 
 CHAIN = ChainSpec(
     student_fields=("model_name_or_path", "student_config", "student_pretrained_weights", "student_layers",
                     "student_type"),
-    first_teacher_fields=("teacher_type",),
+    first_teacher_fields=("teacher_type", "teacher_pretrained"),
     refused=(("seqkd_file", "every stage's teacher writes its own responses; drop it (they are cached per teacher "
                             "in --data_cache_dir)"),))
 
 
 def run(argv: list[str] | None = None) -> dict:
-    argv = translate_original_flags(sys.argv[1:] if argv is None else list(argv))
+    argv = sys.argv[1:] if argv is None else list(argv)
+    pipeline = is_pipeline_command(argv)
+    argv = translate_original_flags(argv)
     parsed = parse_command_line(FLAGS, argv)
     model_args, data_args, train_args, loss_args, launch, mini, generation, takd_args = parsed
-    if not (train_args.do_train or train_args.do_eval or train_args.do_predict):
-        train_args.do_train = train_args.do_eval = True  # the original pipeline's command just trains
+    train_args.default_actions()  # (the original pipeline's command just trains)
     if takd_args.ta_models:  # teacher -> assistants -> student: this function once per stage
         return run_chain(run, argv, FLAGS, parsed, CHAIN)
     if train_args.do_predict:
@@ -89,15 +97,20 @@ def run(argv: list[str] | None = None) -> dict:
     weights = loss_args.weights(token_kd)
     check_cache_request(train_args, has_teacher=token_kd or method == "minillm", lm=True, refusal=cache_refusal(
         method, mlm, weights, train_args.teacher_cache_top_k))
-    start, accelerator = start_run(train_args, parsed)
+    check_teacher_pretrained(model_args, train_args.output_dir)
+    tokenizer_path = model_args.tokenizer_name or model_args.teacher_model or model_args.model_name_or_path
+    dump = dump_files(train_args, tokenizer_path, parsed) if pipeline else None
+    check_preprocessed_files(data_args, dump)
+    start, accelerator = start_run(train_args, parsed, script=__file__)
+    if dump is not None:
+        start = dump.start(start)
 
     # ---- models: the teacher first (the student may be cut from it); one tokenizer for both
     load = dict(cache_dir=model_args.cache_dir, trust_remote_code=model_args.trust_remote_code)
     teacher = None
     if has_teacher:
-        teacher = load_lm(model_args.teacher_model, mlm, "the teacher", **load)
+        teacher = load_teacher(model_args, mlm)
         check_model_type(teacher, model_args.teacher_type, "--teacher_type")
-    tokenizer_path = model_args.tokenizer_name or model_args.teacher_model or model_args.model_name_or_path
     if tokenizer_path is None:
         raise UsageError("no tokenizer: pass --tokenizer_name (a model dir or Hub id) for a student built from "
                          "--student_config")
@@ -134,10 +147,10 @@ def run(argv: list[str] | None = None) -> dict:
             docs = seqkd_documents(mini, data_args, model_args, tokenizer, teacher_strategy.model, sampling,
                                    train_args.seed, mini.chunk_size)
         elif train_args.do_train or metric == "perplexity":
-            docs = load_documents(data_args, tokenizer, mlm, model_args.cache_dir)
+            docs = load_documents(data_args, tokenizer, mlm, model_args.cache_dir, dump)
         if docs is not None:
-            train, val, collator = (masked_lm_data(*docs, data_args, loss_args, tokenizer, train_args.seed) if mlm
-                                    else causal_lm_data(*docs, data_args, pad_id))
+            train, val, collator = (masked_lm_data(*docs, data_args, loss_args, tokenizer, train_args.seed, dump)
+                                    if mlm else causal_lm_data(*docs, data_args, pad_id, packed=dump is None))
             logger.info("%s: %d training sequences, %d held-out; loss weights %s, τ = %g, divergence %s",
                         "masked LM" if mlm else "causal LM", len(train), len(val) if val else 0, weights,
                         loss_args.resolved_temperature(), loss_args.kd_loss)
@@ -149,7 +162,7 @@ def run(argv: list[str] | None = None) -> dict:
     evaluator = None
     if metric == "rougeL":
         evaluator = rouge_evaluator(mini, data_args, generation, tokenizer, sampling,
-                                    train_args.per_device_eval_batch_size)
+                                    train_args.per_device_eval_batch_size, show_progress=not train_args.disable_tqdm)
     elif train_args.do_eval and val is None:
         raise UsageError("--do_eval needs held-out text: pass --validation_file or --validation_split_percentage > 0")
 
@@ -162,8 +175,11 @@ def run(argv: list[str] | None = None) -> dict:
         teacher=teacher_strategy if (token_kd or method == "minillm") else None,
         compute_metrics=perplexity_metrics, main_metric=metric, greater_is_better=metric != "perplexity",
         tokenizer=tokenizer, group_by_length=data_args.group_by_length, batch_source=source,
-        evaluator=evaluator if train_args.do_eval else None)
+        evaluator=evaluator if train_args.do_eval else None,
+        on_save=dump.on_save if dump is not None else None)
     results = train_and_evaluate(trainer, start)
+    if dump is not None and train_args.do_train and accelerator.is_main_process:
+        dump.save_final(trainer.unwrapped_student)
     if evaluator is not None and train_args.do_eval:
         evaluator.save_generations(os.path.join(train_args.output_dir, "eval_generations.jsonl"))
     if teacher is not None and train_args.do_eval:  # the teacher on the same held-out data, for reference

@@ -15,6 +15,7 @@ import argparse
 import copy
 import difflib
 import json
+import logging
 import math
 import os
 import re
@@ -27,17 +28,23 @@ from transformers import HfArgumentParser
 
 from distill.errors import UsageError
 
+logger = logging.getLogger(__name__)
+
 
 @dataclass
 class ModelArguments:
-    model_name_or_path: str = field(metadata={"help": "Student: Hub id or local dir (a checkpoint to predict with)."})
+    _argument_group_name = "model (student and teacher)"
+    model_name_or_path: str = field(
+        metadata={"aliases": ["--student_model_name_or_path", "--model"],
+                  "help": "Student: Hub id or local dir (a checkpoint to predict with). The one-to-one paper's "
+                          "--student_model_name_or_path and --model name it too."})
     config_name: str | None = field(default=None, metadata={"help": "Config name or path if not the model's."})
     tokenizer_name: str | None = field(default=None, metadata={"help": "Tokenizer name or path if not the model's."})
     cache_dir: str | None = field(default=None, metadata={"help": "Where Hub downloads are stored."})
     trust_remote_code: bool = field(default=False, metadata={"help": "Allow custom model code from the Hub."})
     teacher_model: str | None = field(
         default=None,
-        metadata={"aliases": ["--teacher_name_or_path"],
+        metadata={"aliases": ["--teacher_name_or_path", "--teacher_model_name_or_path"],
                   "help": "Teacher: Hub id or local dir of a model fine-tuned on the task. Omit to fine-tune "
                           "the student alone (this is how teachers are made)."})
     num_layers: int | None = field(
@@ -73,6 +80,7 @@ def parse_layer_ids(spec: str | None) -> list[int] | None:
 
 @dataclass
 class DataArguments:
+    _argument_group_name = "data"
     task_name: str | None = field(default=None, metadata={"help": "GLUE task: cola, sst2, mrpc, stsb, qqp, "
                                                                    "mnli, qnli, rte, wnli."})
     data_dir: str | None = field(default=None, metadata={"help": "A download_glue_data.py task folder, e.g. "
@@ -102,22 +110,27 @@ class DataArguments:
 
 @dataclass
 class TrainingArguments:
+    _argument_group_name = "training, evaluation and output"
     output_dir: str = field(metadata={"help": "Where models, checkpoints, results and logs are written."})
     overwrite_output_dir: bool = field(default=False, metadata={"help": "Train into a non-empty output_dir."})
     do_train: bool = field(default=False, metadata={"help": "Train."})
     do_eval: bool = field(default=False, metadata={"help": "Evaluate on the dev set(s)."})
     do_predict: bool = field(default=False, metadata={"help": "Write GLUE test-server files."})
-    per_device_train_batch_size: int = field(default=8, metadata={"aliases": ["--per_gpu_train_batch_size"],
-                                                                     "range": ">= 1"})
+    per_device_train_batch_size: int = field(
+        default=8, metadata={"aliases": ["--per_gpu_train_batch_size"], "range": ">= 1",
+                             "help": "Training examples per process and micro-batch (the global batch is this x "
+                                     "processes x --gradient_accumulation_steps)."})
     per_device_eval_batch_size: int = field(default=8, metadata={"aliases": ["--per_gpu_eval_batch_size"],
-                                                                    "range": ">= 1"})
+                                                                    "range": ">= 1",
+                                                                    "help": "Evaluation examples per process and "
+                                                                            "batch."})
     learning_rate: float = field(default=5e-5,
                                  metadata={"help": "Peak AdamW learning rate of the student.", "range": ">= 0"})
     weight_decay: float = field(default=0.0,
                                 metadata={"help": "AdamW weight decay (not on biases/LayerNorm).", "range": ">= 0"})
-    adam_beta1: float = field(default=0.9, metadata={"range": "[0, 1)"})
-    adam_beta2: float = field(default=0.999, metadata={"range": "[0, 1)"})
-    adam_epsilon: float = field(default=1e-8, metadata={"range": "> 0"})
+    adam_beta1: float = field(default=0.9, metadata={"range": "[0, 1)", "help": "AdamW β1."})
+    adam_beta2: float = field(default=0.999, metadata={"range": "[0, 1)", "help": "AdamW β2."})
+    adam_epsilon: float = field(default=1e-8, metadata={"range": "> 0", "help": "AdamW ε."})
     num_train_epochs: float = field(default=3.0, metadata={"range": "> 0", "help": "Epochs (fractions allowed)."})
     max_steps: int = field(
         default=-1, metadata={"help": "Optimizer steps; overrides num_train_epochs when > 0.", "range": "-1 or >= 1"})
@@ -172,6 +185,15 @@ class TrainingArguments:
             return "steps"
         return "epoch" if self.do_eval else "no"
 
+    def default_actions(self, predict: bool = False) -> None:
+        """No --do_train/--do_eval/--do_predict: train and evaluate (and `predict`), as the papers'
+        scripts do when given no such flag."""
+        if not (self.do_train or self.do_eval or self.do_predict):
+            self.do_train = self.do_eval = True
+            self.do_predict = predict
+            logger.info("no --do_train/--do_eval/--do_predict given: training and evaluating%s, as the papers' "
+                        "scripts do", " and testing" if predict else "")
+
     def validate(self) -> None:
         if not (self.do_train or self.do_eval or self.do_predict):
             raise UsageError("nothing to do: pass at least one of --do_train, --do_eval, --do_predict")
@@ -191,6 +213,7 @@ class TrainingArguments:
 
 @dataclass
 class DistillationArguments:
+    _argument_group_name = "KD (Hinton et al.)"
     alpha_kd: float = field(default=1.0, metadata={"help": "Weight of the KD term; (1 - alpha_kd) weights the "
                                                            "task loss. Ignored without a teacher.", "range": "[0, 1]"})
     temperature: float | None = field(
@@ -208,9 +231,21 @@ class DistillationArguments:
 @dataclass
 class ScriptCompatArguments:
     """Flags of the original scripts, kept so their commands run; checked, not obeyed blindly."""
-    model_type: str | None = field(default=None, metadata={"help": "Checked against the student's config."})
+    _argument_group_name = "flags of the papers' scripts (checked or ignored)"
+    model_type: str | None = field(default=None, metadata={"help": "bert, distilbert, roberta, ...: the model class "
+                                                                   "comes from the checkpoint's config; checked "
+                                                                   "against it."})
     teacher_type: str | None = field(default=None, metadata={"help": "Checked against the teacher's config."})
-    do_lower_case: bool = field(default=False, metadata={"help": "Checked: the tokenizer must lower-case."})
+    do_lower_case: bool = field(default=False, metadata={"help": "Checked: the tokenizer must lower-case (an uncased "
+                                                                 "model's tokenizer does it itself)."})
+    output_dir_intermed: str | None = field(
+        default=None, metadata={"help": "The one-to-one paper's dir for intermediate checkpoints: ignored, a run "
+                                        "keeps its checkpoints in --output_dir/checkpoint-<step> (one dir per run)."})
+
+    def log_ignored(self, output_dir: str) -> None:
+        if self.output_dir_intermed is not None:
+            logger.info("--output_dir_intermed %s is ignored: checkpoints go to %s/checkpoint-<step>",
+                        self.output_dir_intermed, output_dir)
 
 
 def changed_flags(args, names) -> list[str]:

@@ -2,27 +2,33 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Callable
 
 from distill.errors import UsageError
 from distill.run_dir import RunStart, lock_dir, plan_start, release_locks, run_flags
+from distill.run_record import EVALUATION_RECORD, run_record
 from distill.trainer import make_accelerator, seed_everything, setup_logging
 
 logger = logging.getLogger(__name__)
 
 
-def start_run(train_args, parsed: tuple) -> tuple[RunStart, object]:
+def start_run(train_args, parsed: tuple, script: str) -> tuple[RunStart, object]:
     """(how the run starts, accelerator), with every RNG seeded: what each script does once its flags
     are validated. The main process locks the output dir and decides from what it holds whether the
-    run resumes, starts over or is refused (distill/run_dir.py); every process gets the same answer."""
+    run resumes, starts over or is refused (distill/run_dir.py); every process gets the same answer.
+    The run's record (every resolved flag, a command that reruns it, versions) is written with its
+    first file."""
     accelerator = make_accelerator(train_args)
 
     def plan() -> RunStart:
         lock_dir(train_args.output_dir)
-        return plan_start(train_args.output_dir, run_flags(parsed), do_train=train_args.do_train,
-                          overwrite=train_args.overwrite_output_dir,
-                          resume_from_checkpoint=train_args.resume_from_checkpoint)
+        start = plan_start(train_args.output_dir, run_flags(parsed), do_train=train_args.do_train,
+                           overwrite=train_args.overwrite_output_dir,
+                           resume_from_checkpoint=train_args.resume_from_checkpoint)
+        start.record = run_record(os.path.basename(script), parsed, accelerator.num_processes)
+        return start
     start = on_main_process(plan, accelerator)
     seed_everything(train_args.seed)
     return start, accelerator
@@ -54,6 +60,8 @@ def train_and_evaluate(trainer, start: RunStart) -> dict:
     args = trainer.args
     results = {"main_metric": trainer.main_metric, "greater_is_better": trainer.greater_is_better,
                "teacher_learns": trainer.teacher is not None and trainer.teacher.learns}
+    if not args.do_train and trainer.accelerator.is_main_process:  # (training writes it with its first file)
+        start.write_record(EVALUATION_RECORD)
     if args.do_train:
         train_metrics = trainer.train(start)
         trainer.save_model()

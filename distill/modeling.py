@@ -29,7 +29,11 @@ from distill.model_files import check_model_files, has_tokenizer_files
 logger = logging.getLogger(__name__)
 
 PROBE_TEXT = "The quick brown fox jumps over the lazy dog; distillation costs 42.5%, naïvely."
-_GENERIC_LABEL = re.compile(r"^LABEL_\d+$")
+_GENERIC_LABEL = re.compile(r"^(LABEL_)?(\d+)$")
+# The usual other spellings of label names (keys as label_meaning writes them), each with one meaning in
+# every task; a "not_"/"non_" prefix is read apart (not_entail, non_entailment: not_entailment).
+LABEL_SPELLINGS = {"neg": "negative", "pos": "positive", "entail": "entailment", "entails": "entailment",
+                   "entailed": "entailment", "contra": "contradiction", "contradicts": "contradiction"}
 
 
 def _load(what: str, loader, name_or_path: str, fix: str, *, check_weights: bool = False, **kwargs):
@@ -159,35 +163,77 @@ def check_complete(model: PreTrainedModel, missing_keys, auto_class, name_or_pat
                          f"random; pass {expected}")
 
 
+def _is_generic(label_id: int, name) -> bool:
+    """A name that says nothing: transformers' default LABEL_<i>, or a bare id ("1" at id 1)."""
+    match = _GENERIC_LABEL.match(str(name).strip())
+    return bool(match) and (match.group(1) is not None or int(match.group(2)) == label_id)
+
+
 def model_label_names(config) -> list[str] | None:
-    """The checkpoint's label names in id order, or None when they are generic (LABEL_0, ...)."""
-    names = [config.id2label[i] for i in sorted(config.id2label)] if config.id2label else []
-    if not names or all(_GENERIC_LABEL.match(str(n)) for n in names):
+    """The checkpoint's label names in id order, as saved; None when they are generic (LABEL_0, "0", ...)."""
+    id2label = config.id2label or {}
+    names = [str(id2label[i]) for i in sorted(id2label)]
+    if not names or all(_is_generic(i, name) for i, name in zip(sorted(id2label), names)):
         return None
-    return [str(n).lower() for n in names]
+    return names
 
 
-def resolve_label_order(config, task_labels: tuple[str, ...]) -> list[str]:
-    """The label order this run uses for the student: the checkpoint's own order when it names the
-    task's labels (e.g. an MNLI hub checkpoint with another order), else the task's canonical order."""
+def label_meaning(name) -> str:
+    """What a label name means, to compare the names of checkpoints and datasets: case and the separators
+    '-', ' ', '_' do not matter, nor the usual spellings (NEG, entails, non-entailment)."""
+    key = re.sub(r"[\s_-]+", "_", str(name).strip().lower())
+    for negation in ("not_", "non_"):
+        if key.startswith(negation):
+            return "not_" + label_meaning(key[len(negation):])
+    return LABEL_SPELLINGS.get(key, key)
+
+
+def match_labels(names: list[str], labels) -> list[str] | None:
+    """`labels` in the order `names` gives them, each name matched to the label of its meaning; None
+    unless every name matches a different label. An exact name wins, so that labels of a custom task
+    that differ only in case stay apart."""
+    if len(names) != len(labels):
+        return None
+    matched = []
+    for name in names:
+        same = [lab for lab in labels if lab == name] or [lab for lab in labels
+                                                          if label_meaning(lab) == label_meaning(name)]
+        if len(same) != 1:
+            return None
+        matched.append(same[0])
+    return matched if len(set(matched)) == len(labels) else None
+
+
+def resolve_label_order(config, task_labels: tuple[str, ...], default: list[str] | None = None) -> list[str]:
+    """The label order a classifier loaded from `config` is used with, in the task's names: the
+    checkpoint's own order when its names mean the task's labels (an MNLI hub checkpoint with another
+    order, NEGATIVE/POSITIVE for neg/pos), else `default` (the task's order unless given)."""
+    default = list(task_labels) if default is None else list(default)
     names = model_label_names(config)
-    if names and len(names) == len(task_labels) and set(names) == set(task_labels):
-        return names
+    order = match_labels(names, task_labels) if names else None
+    if order:
+        return order
     if names and len(names) == len(task_labels):
-        logger.warning("checkpoint labels %s are not the task's %s; the head is re-labelled to the task's order",
-                       names, list(task_labels))
-    return list(task_labels)
+        logger.warning("checkpoint labels %s are not the task's %s; the head is re-labelled %s", names,
+                       list(task_labels), default)
+    return default
+
+
+def saved_label_names(name_or_path: str, cache_dir: str | None = None, trust_remote_code: bool = False):
+    """A checkpoint's label names as saved (None when generic), for messages: load_classifier re-labels."""
+    return model_label_names(load_source_config(name_or_path, cache_dir, trust_remote_code))
 
 
 def load_classifier(name_or_path: str, task_labels: tuple[str, ...], *, config_name: str | None = None,
                     cache_dir: str | None = None, trust_remote_code: bool = False,
-                    layer_ids: list[int] | None = None, what: str = "the student") -> tuple[PreTrainedModel, list[str]]:
+                    layer_ids: list[int] | None = None, what: str = "the student",
+                    default_order: list[str] | None = None) -> tuple[PreTrainedModel, list[str]]:
     """The student: a sequence classifier for the task's labels (one output when there are none:
     regression), optionally cut down to the listed layers. Returns it with its label order
-    (see resolve_label_order)."""
+    (see resolve_label_order; `default_order` for a head without the task's names)."""
     config = load_source_config(config_name or name_or_path, cache_dir, trust_remote_code)
     check_encoder(config, config_name or name_or_path, what)
-    label_order = resolve_label_order(config, task_labels) if task_labels else []
+    label_order = resolve_label_order(config, task_labels, default_order) if task_labels else []
     num_labels = len(task_labels) or 1
     config.num_labels = num_labels
     if label_order:
@@ -275,9 +321,14 @@ def check_same_vocabulary(student_tokenizer, teacher_tokenizer, teacher_path: st
             "distil between models that share a tokenizer, or pass --tokenizer_name of the teacher")
 
 
+TEACHER_ORDER_FIX = ("fine-tune the teacher with this toolkit (canonical order) or start the student from a checkpoint "
+                     "with the teacher's order")
+
+
 def check_teacher_labels(teacher: PreTrainedModel, student_order: list[str], num_labels: int,
-                         teacher_path: str) -> None:
-    """KD compares logit j with logit j: the teacher's head must have the student's label order."""
+                         teacher_path: str, fix: str = TEACHER_ORDER_FIX) -> None:
+    """KD compares logit j with logit j: the teacher's head must have the student's label order, its
+    names compared by meaning (label_meaning); generic names are assumed to have it."""
     if teacher.config.num_labels != num_labels:
         raise UsageError(f"teacher {teacher_path!r} has {teacher.config.num_labels} outputs but the task has "
                          f"{num_labels}; use a teacher fine-tuned on this task")
@@ -285,10 +336,9 @@ def check_teacher_labels(teacher: PreTrainedModel, student_order: list[str], num
     if names is None:
         logger.warning("teacher %s has generic label names; assuming its label order is %s",
                        teacher_path, student_order)
-    elif num_labels > 1 and names != list(student_order):
+    elif num_labels > 1 and match_labels(names, student_order) != list(student_order):
         raise UsageError(f"teacher {teacher_path!r} label order {names} differs from the student's "
-                         f"{list(student_order)}; fine-tune the teacher with this toolkit (canonical order) "
-                         "or start the student from a checkpoint with the teacher's order")
+                         f"{list(student_order)}; {fix}")
 
 
 TEACHER_TOKENIZER_FIX = ("the teacher's tokenizer is needed to check that it shares the student's vocabulary: save "
@@ -300,11 +350,12 @@ def load_teacher_tokenizer(path: str, cache_dir: str | None = None, trust_remote
 
 
 def load_checked_teacher(path: str, student_tokenizer, student_label_order: list[str], num_labels: int,
-                         max_seq_length: int, cache_dir: str | None = None, trust_remote_code: bool = False):
-    """The teacher, after every pairing check with the student: outputs and label order,
-    vocabulary, and room for max_seq_length positions."""
+                         max_seq_length: int, cache_dir: str | None = None, trust_remote_code: bool = False,
+                         order_fix: str = TEACHER_ORDER_FIX):
+    """The teacher, after every pairing check with the student: outputs and label order (`order_fix`:
+    what to do about another order), vocabulary, and room for max_seq_length positions."""
     teacher = load_teacher(path, cache_dir, trust_remote_code)
-    check_teacher_labels(teacher, student_label_order, num_labels, path)
+    check_teacher_labels(teacher, student_label_order, num_labels, path, order_fix)
     check_same_vocabulary(student_tokenizer, load_teacher_tokenizer(path, cache_dir, trust_remote_code), path)
     check_vocab_fits(teacher, student_tokenizer, "teacher")
     check_max_length(teacher, max_seq_length, "teacher")
@@ -315,12 +366,14 @@ def load_trainable_teacher(path: str, student_tokenizer, student_label_order: li
                            task_labels: tuple[str, ...], max_seq_length: int, cache_dir: str | None = None,
                            trust_remote_code: bool = False):
     """A teacher that will learn (ProKT, LGTM): like the student, a pretrained model gets a new head for
-    the task's labels; a fine-tuned one keeps its head, which must use the student's label order."""
+    the task's labels; a fine-tuned one keeps its head, which must use the student's label order. A head
+    without the task's names learns in the student's order (it is trained on the student's label ids)."""
     teacher, order = load_classifier(path, task_labels, cache_dir=cache_dir, trust_remote_code=trust_remote_code,
-                                     what="the teacher")
+                                     what="the teacher", default_order=student_label_order)
     if list(order) != list(student_label_order):
-        raise UsageError(f"teacher {path!r} label order {order} differs from the student's "
-                         f"{list(student_label_order)}; start both from checkpoints with the same order")
+        raise UsageError(f"teacher {path!r} label order {saved_label_names(path, cache_dir, trust_remote_code)} "
+                         f"differs from the student's {list(student_label_order)}; start both from checkpoints with "
+                         "the same order")
     check_same_vocabulary(student_tokenizer, load_teacher_tokenizer(path, cache_dir, trust_remote_code), path)
     check_vocab_fits(teacher, student_tokenizer, "teacher")
     check_max_length(teacher, max_seq_length, "teacher")
@@ -362,14 +415,20 @@ def load_pretrained(auto_class, name_or_path: str, *, what: str = "model weights
 def check_model_type(model: PreTrainedModel, expected: str | None, flag: str) -> None:
     """The original scripts' --model_type/--teacher_type: a check here (the architecture comes from the
     checkpoint's config), so a command meant for another model fails instead of running on the wrong one."""
-    if expected and model.config.model_type != expected.lower():
+    def key(name: str) -> str:  # the old scripts' class keys spell some types without '-' (xlmroberta)
+        return re.sub(r"[^a-z0-9]", "", name.lower())
+    if expected and key(model.config.model_type) != key(expected):
         raise UsageError(f"{flag} {expected} but the checkpoint is a {model.config.model_type!r} model; fix {flag} "
                          "or the model path")
+    if expected:
+        logger.info("%s %s: checked; the model class comes from the checkpoint's config", flag, expected)
 
 
 def check_lower_case(tokenizer, do_lower_case: bool) -> None:
     """--do_lower_case of the original scripts: the tokenizer must lower-case (it is part of the
     tokenizer's own config now); an uncased model given cased text would see [UNK]s."""
-    if do_lower_case and tokenizer("ABC Def")["input_ids"] != tokenizer("abc def")["input_ids"]:
+    # a word of its own vocabulary (an unknown probe would be [UNK] in either case)
+    word = next((t for t in tokenizer.get_vocab() if t.isalpha() and t.islower() and len(t) >= 3), "abc")
+    if do_lower_case and tokenizer(word.upper())["input_ids"] != tokenizer(word)["input_ids"]:
         raise UsageError("--do_lower_case but the tokenizer is cased; use an uncased model (or its tokenizer via "
                          "--tokenizer_name), or drop --do_lower_case")

@@ -27,6 +27,7 @@ from dataclasses import dataclass, fields
 from distill.checkpoint import CHECKPOINT_RE, FLAGS_FILE, list_checkpoints
 from distill.errors import UsageError
 from distill.io_utils import atomic_write_json
+from distill.run_record import TRAINING_RECORD, normal_value
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +41,7 @@ NOT_DEFINING = frozenset({
     "logging_steps", "save_steps", "save_total_limit", "do_predict", "test_file", "ax_file", "max_predict_samples",
     "per_device_eval_batch_size", "cache_dir", "teacher_cache_dir", "data_cache_dir", "overwrite_cache",
     "trust_remote_code", "use_cpu", "local_rank", "n_gpu", "force", "model_type", "teacher_type", "do_lower_case",
+    "output_dir_intermed",
 })
 
 
@@ -50,16 +52,8 @@ def run_flags(parsed) -> dict:
     for args in parsed:
         for f in fields(args):
             if f.name not in NOT_DEFINING:
-                flags[f.name] = _normal(getattr(args, f.name))
+                flags[f.name] = normal_value(getattr(args, f.name))
     return flags
-
-
-def _normal(value):
-    if isinstance(value, str) and value and os.path.exists(value):
-        return os.path.realpath(value)
-    if isinstance(value, (list, tuple)):
-        return [_normal(v) for v in value]
-    return value
 
 
 def flag_differences(recorded: dict, now: dict, limit: int = 4) -> str:
@@ -184,11 +178,17 @@ class RunStart:
     flags: dict
     resume_from: str | None = None
     fresh: bool = False
+    record: dict | None = None  # what it runs with (distill/run_record.py), written with its first file
 
     def claim(self) -> None:
         """Make the dir this run's, just before training writes into it (main process only)."""
         clear_run_files(self.output_dir, everything=self.fresh)
         write_flags(self.output_dir, self.flags)
+        self.write_record(TRAINING_RECORD)
+
+    def write_record(self, name: str) -> None:
+        if self.record is not None:
+            atomic_write_json(os.path.join(self.output_dir, name), self.record)
 
 
 def plan_start(output_dir: str, flags: dict, *, do_train: bool, overwrite: bool,
@@ -242,7 +242,7 @@ def check_resumable(checkpoint: str, flags: dict) -> None:
 
 # The flags that name models a run reads: a training run must not write over them.
 MODEL_INPUTS = ("model_name_or_path", "teacher_model", "tokenizer_name", "config_name", "student_config",
-                "student_pretrained_weights")
+                "student_pretrained_weights", "teacher_pretrained")
 
 
 def inside(path: str, directory: str) -> bool:
@@ -259,7 +259,7 @@ def check_inputs_outside(output_dir: str, flags: dict) -> None:
             continue
         relative = os.path.relpath(os.path.realpath(path), os.path.realpath(output_dir))
         if relative == "." or CHECKPOINT_RE.match(relative.split(os.sep)[0]) or relative.split(os.sep)[0] in (
-                "runs", "teacher", "best_checkpoint"):
+                "runs", "logs", "teacher", "best_checkpoint"):
             raise UsageError(f"--{name} {path} is in --output_dir {output_dir}, which this run writes over; choose "
                              "another --output_dir (or copy the model elsewhere first)")
 
@@ -279,9 +279,13 @@ def check_evaluation_dir(output_dir: str, flags: dict, overwrite: bool) -> None:
 # checkpoints, logs, results and predictions must not pass for the new run's); every start removes the
 # temporary files a killed write left.
 TEMPORARY = re.compile(r"^(checkpoint-\d+|best_checkpoint|teacher)\.(tmp|old)$|^\.model\.tmp$|^\.tmp-")
-RUN_FILES = re.compile(r"^best_checkpoint$|^runs$|^(all|train|eval|test|teacher_eval)_results\.json$|"
-                       r"^trainer_state\.json$|^predictions\.(json|tsv)$|^eval_generations\.jsonl$|^takd_stage\.json$|^"
-                       + re.escape(FLAGS_FILE) + "$")
+RUN_FILES = re.compile("|".join([
+    r"^best_checkpoint$", r"^runs$", r"^logs$", r"^(all|train|eval|test|teacher_eval)_results\.json$",
+    r"^trainer_state\.json$", r"^(eval_)?run_args\.json$", r"^predictions\.(json|tsv)$", r"^eval_generations\.jsonl$",
+    r"^takd_stage\.json$", "^" + re.escape(FLAGS_FILE) + "$",
+    # the DistilBERT pipeline's own files (train_lm_distill.py --dump_path, lm/pipeline.py)
+    r"^checkpoint\.pth$", r"^model_epoch_\d+\.pth$", r"^parameters\.json$", r"^.+\.data\.npz$",
+    r"^.+\.token_counts\.npy$"]))
 
 
 def clear_run_files(output_dir: str, everything: bool = True) -> None:

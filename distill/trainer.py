@@ -12,7 +12,10 @@ Methods plug in through three small interfaces instead of copies of this loop:
 - a batch source (optional; MiniLLM's rollouts): the micro-batches of each step when they are not a
   fixed dataset's (`DatasetBatches`, the default), see distill/batching.py;
 - an evaluator (optional; generation metrics such as Rouge-L): `evaluator(model) -> metrics` replaces
-  the per-example predictions of the eval datasets.
+  the per-example predictions of the eval datasets;
+- a save hook (optional; the DistilBERT pipeline's per-epoch files): `on_save(epoch, model)` on the main
+  process with the plain student at every checkpoint and every epoch end (`epoch`: the 0-based index of
+  the epoch that just ended, else None).
 
 accelerate gives devices, DDP, mixed precision and loss scaling; the batch order, gradient
 accumulation and loss normalisation are ours (see distill/objective.py for why).
@@ -55,6 +58,7 @@ from distill.modeling import forward_input_names, model_inputs
 from distill.objective import Objective, weighted_loss
 from distill.optim import make_adamw, make_scheduler
 from distill.run_dir import RunStart, read_flags
+from distill.run_record import run_summary
 
 logger = logging.getLogger(__name__)
 TEACHER_DIR = "teacher"  # the best trained teacher (ProKT, LGTM), a plain Hugging Face model dir
@@ -96,7 +100,8 @@ class DistillationTrainer:
                  compute_metrics: Callable[[np.ndarray, TokenizedDataset], dict] | None = None,
                  main_metric: str = "accuracy", greater_is_better: bool = True, tokenizer=None,
                  model_transform=None, param_loss=None, group_by_length: bool = True, batch_source=None,
-                 evaluator: Callable[[torch.nn.Module], dict] | None = None):
+                 evaluator: Callable[[torch.nn.Module], dict] | None = None,
+                 on_save: Callable[[int | None, torch.nn.Module], None] | None = None):
         self.args = args
         self.accelerator = accelerator
         self.objective = objective
@@ -113,6 +118,7 @@ class DistillationTrainer:
         self.group_by_length = group_by_length
         self.batch_source = batch_source
         self.evaluator = evaluator
+        self.on_save = on_save
         self.state = TrainerState()
         self.student = student.to(accelerator.device)
         self.student_inputs = forward_input_names(student)
@@ -277,9 +283,7 @@ class DistillationTrainer:
         if start is not None and start.resume_from:
             self._resume(start.resume_from, total_steps)
         self.start = start
-        logger.info("training: %d examples, %d epochs, %d optimizer steps, global batch %d", source.num_examples,
-                    num_epochs, total_steps,
-                    args.per_device_train_batch_size * acc.num_processes * args.gradient_accumulation_steps)
+        logger.info("\n%s", run_summary(self, source.num_examples, num_epochs, total_steps))
         if self.state.global_step < total_steps:
             self._train_steps(source, steps_per_epoch, num_epochs, total_steps)
         self._finish_training()
@@ -335,7 +339,13 @@ class DistillationTrainer:
         save_every = args.save_steps or (args.eval_steps if strategy == "steps" else None)
         # The best model is kept as the checkpoint of its step (written whenever a dev score improves,
         # never rotated away): one atomic unit with the state that names it, whatever a kill interrupts.
-        if last or new_best or (step % save_every == 0 if save_every else end_of_epoch):
+        save = last or new_best or (step % save_every == 0 if save_every else end_of_epoch)
+        if self.on_save is not None and (save or end_of_epoch):
+            # (before the step's checkpoint: a run killed in between redoes the step and its call)
+            self._claim_output_dir()
+            if self.accelerator.is_main_process:
+                self.on_save(step // steps_per_epoch - 1 if end_of_epoch else None, self._model_to_save())
+        if save:
             self._save_checkpoint()
 
     def _evaluate_and_track_best(self) -> bool:
@@ -478,8 +488,9 @@ class DistillationTrainer:
         was_training = model.training
         model.eval()
         ids, outputs = [], []
-        for idx in eval_batches(dataset.lengths, self.args.per_device_eval_batch_size, acc.num_processes,
-                                acc.process_index):
+        args = self.args
+        batches = eval_batches(dataset.lengths, args.per_device_eval_batch_size, acc.num_processes, acc.process_index)
+        for idx in tqdm(batches, desc="predict", disable=args.disable_tqdm or not acc.is_local_main_process):
             batch = self._to_device(self.collator([dataset[i] for i in idx]))
             with acc.autocast():
                 logits = self.objective.predictions(model(**model_inputs(batch, input_names)), batch)

@@ -43,6 +43,7 @@ class FeatureOptions:
 @dataclass
 class GlueFeatureArguments(FeatureOptions):
     """run_glue.py: unset (None) unless the paper's flags are used; then the paper's defaults fill the rest."""
+    _argument_group_name = "feature losses (one-to-one paper)"
     alpha_ce: float | None = field(default=None, metadata={"help": "Paper name of the KD-term weight (0.5 in paper "
                                                                     "mode); use instead of --alpha_kd.",
                                                             "range": ">= 0"})
@@ -69,6 +70,7 @@ class GlueFeatureArguments(FeatureOptions):
 class TaskLossArguments(FeatureOptions):
     """run_squad_w_distillation.py / run_imdb_w_distillation.py: Hugging Face's distillation-script
     defaults (alpha_ce 0.5, task 0.5, temperature 2.0); feature losses off unless asked for."""
+    _argument_group_name = "loss: KD and feature losses (one-to-one paper)"
     alpha_ce: float = field(default=0.5, metadata={"help": "Weight of the KD term τ²·KL(p_t^τ‖p_s^τ) "
                                                            "(ignored without a teacher)."})
     alpha_corr: float = field(default=0.0, metadata={"help": "Weight of the one-to-one cross-correlation loss."})

@@ -8,6 +8,7 @@ from features.args import TaskLossArguments
 
 @dataclass
 class ImdbDataArguments:
+    _argument_group_name = "data (IMDB)"
     data_file: str | None = field(default=None, metadata={"help": "Local IMDB csv(.gz) with columns split,label,text "
                                                                    "(e.g. ../shared/data/imdb/imdb_50k.csv.gz). "
                                                                    "Default: the Hub's imdb."})

@@ -12,6 +12,7 @@ QUIZ_SOURCES = ("train", "validation")
 
 @dataclass
 class TeacherLearningArguments:
+    _argument_group_name = "teachers that learn (ProKT, LGTM)"
     train_teacher: bool = field(
         default=False, metadata={"help": "ProKT: the teacher learns too, one step toward the student before each "
                                          "student step (METHODS.md §2). Needs --teacher_model."})
@@ -21,8 +22,10 @@ class TeacherLearningArguments:
         default=0.4,
         metadata={"help": "Teacher loss: t_alpha_kd·KL(p_s‖p_t) + (1 − t_alpha_kd)·CE(t, y).", "range": "[0, 1]"})
     init_classifier_to_zero: bool = field(
-        default=False, metadata={"help": "Zero the output layer (weight and bias) of both classifiers at the start "
-                                         "(for a teacher that starts from a pretrained, not fine-tuned, model)."})
+        default=False, metadata={"aliases": ["--init_classifier_as_zero"],
+                                 "help": "Zero the output layer (weight and bias) of both classifiers at the start "
+                                         "(for a teacher that starts from a pretrained, not fine-tuned, model). "
+                                         "Also spelled --init_classifier_as_zero, as in the LGTM README's table."})
     use_lgtm: bool = field(
         default=False, metadata={"help": "LGTM: the teacher also learns from its distillation influence on the "
                                          "student's quiz loss (METHODS.md §3). Needs --train_teacher."})

@@ -1,6 +1,7 @@
 """Flags of train_lm_distill.py: the names of HF's research_projects/distillation (train.py) where they
 exist, token-level divergence flags for causal LMs, and the map from the original pipeline's flag
-names onto ours (`--dump_path` is our `--output_dir`, ...)."""
+names onto ours (`--dump_path` is our `--output_dir`, ...). A command with `--dump_path` runs in that
+pipeline's mode (lm/pipeline.py)."""
 from __future__ import annotations
 
 import logging
@@ -26,6 +27,8 @@ ORIGINAL_FLAGS = {
     "--log_interval": "--logging_steps",
     "--checkpoint_interval": "--save_steps",
     "--group_by_size": "--group_by_length",
+    "--student_name": "--model_name_or_path",
+    "--preprocessed_token_counts": "--token_counts",
 }
 
 
@@ -47,23 +50,30 @@ def translate_original_flags(argv: list[str]) -> list[str]:
 
 @dataclass
 class LMModelArguments:
+    _argument_group_name = "model (student and teacher)"
     teacher_model: str | None = field(
         default=None, metadata={"aliases": ["--teacher_name_or_path"],
                                 "help": "Teacher LM: Hub id or local dir (alias of the original --teacher_name). "
                                         "Omit to train the student alone (this is how teachers are made)."})
     teacher_type: str | None = field(default=None, metadata={"help": "bert, roberta, gpt2, llama, ...: checked "
                                                                      "against the teacher's config."})
+    teacher_pretrained: str | None = field(
+        default=None, metadata={"help": "The teacher's weights, every one of them: a state-dict file (.pth/.pt/.bin, "
+                                        "tensors only) or .safetensors, or a dir holding one; --teacher_name then "
+                                        "gives only the architecture (its config) and the tokenizer."})
     model_name_or_path: str | None = field(
         default=None, metadata={"aliases": ["--student_name_or_path"],
-                                "help": "Pretrained student (Hub id or local dir). Or build it with "
-                                        "--student_config and/or --student_layers."})
+                                "help": "Pretrained student (Hub id or local dir; alias of the original "
+                                        "--student_name). Or build it with --student_config and/or "
+                                        "--student_layers."})
     student_type: str | None = field(default=None, metadata={"help": "distilbert, bert, roberta, gpt2, llama, ...: "
                                                                      "checked against the student's config."})
     student_config: str | None = field(default=None, metadata={"help": "Config json (or model dir) of a student "
                                                                        "built from scratch."})
     student_pretrained_weights: str | None = field(
-        default=None, metadata={"help": "Weights for the --student_config student: a model dir or a .safetensors/"
-                                        ".pth state dict (e.g. made by an extraction script)."})
+        default=None, metadata={"help": "Weights for the --student_config student, every one of them: a "
+                                        ".safetensors/.pth state dict (e.g. made by an extraction script) or a dir "
+                                        "holding one."})
     student_layers: str | None = field(
         default=None, metadata={"help": "Comma-separated teacher layer ids, e.g. 0,2,4,7,9,11: the student copies "
                                         "these layers and the embeddings/head of the teacher. A DistilBERT student "
@@ -79,8 +89,10 @@ class LMModelArguments:
 
 @dataclass
 class LMDataArguments:
+    _argument_group_name = "data"
     train_file: str | None = field(default=None, metadata={"help": "Raw text (.txt, documents separated by blank "
-                                                                   "lines) or .jsonl with 'text', or 'prompt' and "
+                                                                   "lines; with --dump_path one sequence per line) "
+                                                                   "or .jsonl with 'text', or 'prompt' and "
                                                                    "'response' fields (loss on responses only). "
                                                                    "Alias: --data_file."})
     validation_file: str | None = field(default=None, metadata={"help": "Held-out text/jsonl for perplexity."})
@@ -100,10 +112,14 @@ class LMDataArguments:
         default=None, metadata={"help": "Where tokenised data and token counts are cached and reused "
                                         "(default ~/.cache/kd_toolkit/lm_data)."})
     preprocessed_data_file: str | None = field(
-        default=None, metadata={"help": "Explicit cache file for the tokenised data: reused when it exists (and "
-                                        "was made from the same data and tokenizer), written otherwise."})
-    token_counts: str | None = field(default=None, metadata={"help": "Token counts for --mlm_smoothing (.npy); "
-                                                                     "default: computed once and cached."})
+        default=None, metadata={"help": "Explicit cache file for the tokenised data (.npz): reused when it exists "
+                                        "(and was made from the same data and tokenizer), written otherwise. With "
+                                        "--dump_path, default <dump_path>/<tokenizer name>.data.npz."})
+    token_counts: str | None = field(default=None, metadata={"help": "Token counts for --mlm_smoothing (.npy; alias "
+                                                                     "--preprocessed_token_counts): read when it "
+                                                                     "exists, written otherwise. Default: computed "
+                                                                     "once and cached (with --dump_path, written to "
+                                                                     "<dump_path>/<tokenizer name>.token_counts.npy)."})
     overwrite_cache: bool = field(default=False, metadata={"help": "Re-tokenise even when a cache exists."})
     max_train_samples: int | None = field(default=None,
                                           metadata={"help": "Keep the first N training sequences.", "range": ">= 1"})
@@ -115,6 +131,7 @@ class LMDataArguments:
 class LMLossArguments:
     """L = α_ce·τ²·D(p_t^τ, p_s^τ) + α_mlm·MLM + α_clm·CLM + α_mse·MSE(s, t) + α_cos·(1 − cos(h_s, h_t)),
     D = --kd_loss (forward KL: DistilBERT's loss). Or --kd_ratio r: r·D + (1 − r)·LM (MiniLLM's mix)."""
+    _argument_group_name = "loss: KD, MLM/CLM and feature terms"
     mlm: bool = field(default=False, metadata={"help": "Masked LM (BERT/RoBERTa/DistilBERT); else causal LM."})
     alpha_ce: float | None = field(default=None,
                                    metadata={"help": "Weight of the distillation term (0.5).", "range": ">= 0"})
@@ -198,6 +215,7 @@ class LMLossArguments:
 @dataclass
 class LaunchArguments:
     """The original pipeline's launch flags: processes come from torchrun/accelerate, so these are checked."""
+    _argument_group_name = "launch (flags of the original pipeline)"
     n_gpu: int | None = field(default=None, metadata={"help": "0: train on the CPU; N > 1 must match the number "
                                                               "of launched processes.", "range": ">= 0"})
     local_rank: int = field(default=-1,

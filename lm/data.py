@@ -6,6 +6,9 @@ the tokenizer; splitting and chunking are cheap numpy work done on every load:
   packing; every token is predicted once, with as much context as the block allows);
 - masked LM: each document becomes [CLS] ... [SEP] sequences of at most max_seq_length (DistilBERT's
   binarised data), so lengths vary and length-grouped batches pay off;
+- one sequence per line (the DistilBERT pipeline's dump.txt, read so with --dump_path): each line is a
+  document, cut into pieces of at most max_seq_length as that pipeline's LmSeqsDataset did, never packed
+  (its filters of short and mostly-unknown sequences are not applied: every line is trained on);
 - prompt/response jsonl (causal LM): one sequence per example, loss on the response tokens only.
 """
 from __future__ import annotations
@@ -63,15 +66,20 @@ def dolly_prompt(instruction: str, context: str = "") -> str:
                                  context=f"### Input:\n{context.strip()}\n\n" if context.strip() else "")
 
 
-def read_records(path: str) -> list[dict]:
+def read_records(path: str, one_per_line: bool = False) -> list[dict]:
     """Documents of a file: .jsonl rows ({'text'}, {'prompt', 'response'} or Dolly's {'instruction',
     'context', 'response'}; an optional 'references' list gives extra references for evaluation), or
-    plain text where blank lines separate documents (each keeps its line breaks)."""
+    plain text where blank lines separate documents (each keeps its line breaks), or with `one_per_line`
+    where each non-empty line is one (stripped, as the DistilBERT pipeline read its dump.txt)."""
     text = read_text(path, not_found=f"data file not found: {path}; pass a .txt or .jsonl file "
                                      "(--train_file/--data_file)")
     if path.endswith(".jsonl"):
         return _read_jsonl(text, path)
-    docs = [d.strip("\n") for d in text.replace("\r\n", "\n").split("\n\n")]
+    text = text.replace("\r\n", "\n")
+    if one_per_line:
+        docs = [line.strip() for line in text.split("\n")]
+    else:
+        docs = [d.strip("\n") for d in text.split("\n\n")]
     records = [{"text": d} for d in docs if d.strip()]
     if not records:
         raise UsageError(f"{path} holds no text; pass a non-empty corpus")
@@ -146,12 +154,17 @@ def tokenize_records(records: list[dict], tokenizer, append_eos: bool) -> Docume
     return Documents(ids, offsets, np.array([len(p) for p in prompts], dtype=np.int32))
 
 
+def document_key(source_key: str, tokenizer, append_eos: bool) -> str:
+    """What a tokenised-data file is checked against: the data's content, the tokenizer, the format."""
+    return hashlib.sha256(json.dumps([CACHE_VERSION, source_key, tokenizer_fingerprint(tokenizer),
+                                      append_eos]).encode()).hexdigest()[:24]
+
+
 def cached_documents(source_key: str, load_records, tokenizer, append_eos: bool, cache_dir: str,
                      explicit_file: str | None = None, overwrite: bool = False) -> Documents:
     """Tokenised documents from the cache when it holds this (data, tokenizer) pair, else tokenised
     now and cached (written atomically). `source_key` identifies the data's content."""
-    key = hashlib.sha256(json.dumps([CACHE_VERSION, source_key, tokenizer_fingerprint(tokenizer),
-                                     append_eos]).encode()).hexdigest()[:24]
+    key = document_key(source_key, tokenizer, append_eos)
     path = explicit_file or os.path.join(cache_dir, f"docs-{key}.npz")
     if explicit_file and os.path.isdir(path):
         raise UsageError(f"--preprocessed_data_file {path} is a folder; pass a file path (.npz)")
@@ -164,10 +177,14 @@ def cached_documents(source_key: str, load_records, tokenizer, append_eos: bool,
             raise UsageError(f"--preprocessed_data_file {path} was made from other data or another tokenizer; "
                              "delete it, pass another path, or add --overwrite_cache")
     docs = tokenize_records(load_records(), tokenizer, append_eos)
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:  # (a unique temporary: runs may share the cache)
-        np.savez(f, key=key, ids=docs.ids, offsets=docs.offsets, prompt_lengths=docs.prompt_lengths)
+    save_documents(path, key, docs)
     logger.info("tokenised %d documents (%d tokens), cached in %s", len(docs), len(docs.ids), path)
     return docs
+
+
+def save_documents(path: str, key: str, docs: Documents) -> None:
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:  # (a unique temporary: runs may share the cache)
+        np.savez(f, key=key, ids=docs.ids, offsets=docs.offsets, prompt_lengths=docs.prompt_lengths)
 
 
 NPZ_FIELDS = ("key", "ids", "offsets", "prompt_lengths")
@@ -241,9 +258,13 @@ def token_counts(docs: Documents, vocab_size: int, cache_path: str | None = None
                          f"{vocab_size}; delete the file or pass counts made with this tokenizer")
     counts = np.bincount(docs.ids, minlength=vocab_size)[:vocab_size].astype(np.int64)
     if cache_path:
-        with atomic_path(cache_path) as tmp, open(tmp, "wb") as f:
-            np.save(f, counts)
+        save_token_counts(cache_path, counts)
     return counts
+
+
+def save_token_counts(path: str, counts: np.ndarray) -> None:
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.save(f, counts)
 
 
 def load_token_counts(path: str) -> np.ndarray:
@@ -267,9 +288,10 @@ def load_token_counts(path: str) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------------- sequences
-def causal_sequences(docs: Documents, max_len: int) -> TokenizedDataset:
-    """Plain text: all documents packed into max_len blocks (the last one shorter). Prompt/response:
-    one sequence per example, truncated to max_len, labels -100 on the prompt."""
+def causal_sequences(docs: Documents, max_len: int, packed: bool = True) -> TokenizedDataset:
+    """Plain text: all documents packed into max_len blocks (the last one shorter); not `packed`: each
+    document cut into its own max_len pieces (one sequence per line, as the DistilBERT pipeline).
+    Prompt/response: one sequence per example, truncated to max_len, labels -100 on the prompt."""
     if docs.has_prompts:
         seqs, labels, dropped = [], [], 0
         for i in range(len(docs)):
@@ -282,7 +304,8 @@ def causal_sequences(docs: Documents, max_len: int) -> TokenizedDataset:
         if dropped:
             logger.warning("%d examples dropped: their prompt fills --max_seq_length %d", dropped, max_len)
     else:
-        seqs = [docs.ids[i:i + max_len].tolist() for i in range(0, len(docs.ids), max_len)]
+        pieces = [docs.ids] if packed else [docs.doc(i) for i in range(len(docs))]
+        seqs = [ids[i:i + max_len].tolist() for ids in pieces for i in range(0, len(ids), max_len)]
         seqs = [s for s in seqs if len(s) > 1]  # a 1-token block predicts nothing
         labels = [list(s) for s in seqs]
     if not seqs:

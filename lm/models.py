@@ -5,11 +5,18 @@ from --student_config (random init, optionally --student_pretrained_weights); or
 teacher cut down to --student_layers. With --student_layers the listed layers come from the teacher
 (from the pretrained student when one is given), with the embeddings and the LM head: DistilBERT's
 initialisation. A DistilBERT student of a BERT teacher is converted exactly (bert_to_distilbert).
+
+The teacher is a pretrained model, or (--teacher_pretrained, as the DistilBERT pipeline loaded it) the
+architecture of --teacher_name holding the weights of a state-dict file. Such files, the student's
+--student_pretrained_weights too, go through one loader: tensors only (no file a user hands over runs
+code) and every weight of the model from the file.
 """
 from __future__ import annotations
 
 import logging
 import os
+import pickle
+import re
 
 import torch
 from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, PretrainedConfig, PreTrainedModel
@@ -17,6 +24,7 @@ from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
 from distill.errors import UsageError
 from distill.modeling import check_max_length, check_vocab_fits, keep_layers, load_pretrained, load_source_config
+from distill.run_dir import inside
 from distill.text_files import json_type, parse_json, read_text
 
 logger = logging.getLogger(__name__)
@@ -26,11 +34,33 @@ def lm_class(mlm: bool):
     return AutoModelForMaskedLM if mlm else AutoModelForCausalLM
 
 
-def load_lm(path: str, mlm: bool, what: str, cache_dir=None, trust_remote_code=False) -> PreTrainedModel:
-    # The teacher is used as saved: a checkpoint without this LM head (a classifier, or a causal LM loaded
-    # for --mlm) would get a random one, so it is refused (complete=True).
-    return load_pretrained(lm_class(mlm), path, what=what, cache_dir=cache_dir, trust_remote_code=trust_remote_code,
-                           complete=what == "the teacher")
+def check_teacher_pretrained(args, output_dir: str) -> None:
+    """--teacher_pretrained needs the architecture --teacher_name gives, and must outlive the run: in the
+    output dir it could be overwritten (checkpoint.pth) or removed (a fresh start), and a resumed run
+    would then read another teacher."""
+    if args.teacher_pretrained is None:
+        return
+    if args.teacher_model is None:
+        raise UsageError(f"--teacher_pretrained {args.teacher_pretrained} holds weights only: pass --teacher_name "
+                         "too, the model (dir or Hub id) whose config and tokenizer they belong to")
+    if inside(args.teacher_pretrained, output_dir):
+        raise UsageError(f"--teacher_pretrained {args.teacher_pretrained} is in the output dir {output_dir}, which "
+                         "this run writes over; copy it elsewhere first, or choose another --dump_path/--output_dir")
+
+
+def load_teacher(args, mlm: bool) -> PreTrainedModel:
+    """The teacher, used as saved: a checkpoint without this LM head (a classifier, or a causal LM loaded
+    for --mlm) would get a random one, so it is refused (complete=True; load_weights: every weight)."""
+    load = dict(cache_dir=args.cache_dir, trust_remote_code=args.trust_remote_code)
+    if args.teacher_pretrained is None:
+        return load_pretrained(lm_class(mlm), args.teacher_model, what="the teacher", complete=True, **load)
+    source = f"--teacher_name {args.teacher_model}"
+    teacher = _from_config(lm_class(mlm), load_source_config(args.teacher_model, **load), source,
+                           "pass the teacher's model dir or Hub id (its config.json gives the architecture)")
+    load_weights(teacher, args.teacher_pretrained, "--teacher_pretrained", source,
+                 "pass the weights of a model of that architecture and size, or the --teacher_name they were "
+                 "trained from")
+    return teacher.eval()
 
 
 GENERIC_CONFIG_FIELDS = {"bos_token_id", "eos_token_id", "pad_token_id", "tie_word_embeddings"}
@@ -67,14 +97,15 @@ def student_config(path: str, student_type: str | None, cache_dir=None, trust_re
                          f"{(str(e).splitlines() or [''])[0][:160]}); fix the file") from None
 
 
-def _from_config(auto, config, source: str) -> PreTrainedModel:
+def _from_config(auto, config, source: str, fix: str = "fix the config's values") -> PreTrainedModel:
     """A randomly initialised model; a config whose values cannot make one (a string where a size goes,
-    heads that do not divide the hidden size) is refused naming its file."""
+    heads that do not divide the hidden size, an architecture without this LM head) is refused naming
+    its `source` flag and file."""
     try:
         return auto.from_config(config)
     except Exception as e:
-        raise UsageError(f"--student_config {source} cannot build a model ({type(e).__name__}: "
-                         f"{(str(e).splitlines() or [''])[0][:160]}); fix the config's values") from None
+        raise UsageError(f"{source} cannot build a model ({type(e).__name__}: "
+                         f"{(str(e).splitlines() or [''])[0][:160]}); {fix}") from None
 
 
 def build_student(args, teacher: PreTrainedModel | None, mlm: bool, layer_ids: list[int] | None,
@@ -88,11 +119,12 @@ def build_student(args, teacher: PreTrainedModel | None, mlm: bool, layer_ids: l
         if layer_ids is not None:
             config.num_hidden_layers = len(layer_ids)
         torch.manual_seed(seed)
-        student = _from_config(auto, config, args.student_config)
+        student = _from_config(auto, config, f"--student_config {args.student_config}")
         if layer_ids is not None:
             copy_teacher_layers(student, teacher, layer_ids)
         if args.student_pretrained_weights:
-            load_weights(student, args.student_pretrained_weights)
+            load_weights(student, args.student_pretrained_weights, "--student_pretrained_weights", "--student_config",
+                         "pass weights of that architecture and size")
         return student
     if layer_ids is not None and teacher is not None:
         return keep_layers(teacher, layer_ids)
@@ -153,40 +185,77 @@ def bert_to_distilbert(bert_state: dict, layer_ids: list[int], bert_config) -> d
     return out
 
 
-def load_weights(model: PreTrainedModel, path: str) -> None:
-    """--student_pretrained_weights: a model dir, or a .safetensors / torch state-dict file."""
-    if os.path.isdir(path):
-        path = os.path.join(path, "model.safetensors")
-    if not os.path.isfile(path):
-        raise UsageError(f"--student_pretrained_weights {path} not found; pass a model dir or a state-dict file")
+# In a dir: a Hugging Face model's weights, else the DistilBERT pipeline's latest checkpoint.
+DIR_WEIGHTS = ("model.safetensors", "pytorch_model.bin", "checkpoint.pth")
+WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
+
+
+def load_weights(model: PreTrainedModel, path: str, flag: str, target: str, fix: str) -> None:
+    """Load the state dict of `path` (a file, or a dir holding one) into `model`, every weight of which
+    must come from it; `target` names where the model's architecture came from, `fix` what to do."""
+    file = weights_file(path, flag)
+    state = read_state_dict(file, flag)
+    own = model.state_dict()
+    # Keys a checkpoint may lack or carry without harm: buffers (recomputed from the config, e.g. position
+    # ids), weights tied to a loaded one (a decoder sharing the embeddings), and those the model class
+    # declares ignorable (old GPT-2 files' attention masks).
+    buffers = {name for name, _ in model.named_buffers()}
+    ignorable = [re.compile(p) for p in getattr(model, "_keys_to_ignore_on_load_unexpected", None) or []]
+    loaded = {own[k].data_ptr() for k in state if k in own}
+    missing = [k for k in own if k not in state and k not in buffers and own[k].data_ptr() not in loaded]
+    unexpected = [k for k in state if k not in own and k not in buffers and not any(p.search(k) for p in ignorable)]
+    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in state
+              if k in own and state[k].shape != own[k].shape]
+    problems = [f"{what} {keys[:3]}" + (f" and {len(keys) - 3} more" if len(keys) > 3 else "")
+                for what, keys in (("missing", missing), ("unexpected", unexpected), ("other shapes", shapes)) if keys]
+    if problems:
+        raise UsageError(f"{flag} {file} does not fit {target} ({'; '.join(problems)}); {fix}")
+    model.load_state_dict({k: v for k, v in state.items() if k in own}, strict=False)
+
+
+def weights_file(path: str, flag: str) -> str:
+    """The state-dict file `path` names: itself, or in a dir (see DIR_WEIGHTS) the only weights file."""
+    if not os.path.exists(path):
+        raise UsageError(f"{flag} {path} not found; pass a state-dict file (.pth/.bin/.safetensors) or a dir holding "
+                         "one")
+    if not os.path.isdir(path):
+        return path
+    for name in DIR_WEIGHTS:
+        if os.path.isfile(os.path.join(path, name)):
+            return os.path.join(path, name)
+    found = sorted(n for n in os.listdir(path) if n.endswith(WEIGHT_SUFFIXES))
+    if len(found) == 1:
+        return os.path.join(path, found[0])
+    raise UsageError(f"{flag} {path} holds {len(found) or 'no'} weights files {found[:4] if found else ''}; pass the "
+                     "state-dict file itself (a sharded model dir loads as a model path, not through this flag)")
+
+
+def read_state_dict(file: str, flag: str) -> dict[str, torch.Tensor]:
+    """name -> tensor of a .safetensors file or a torch file read with weights_only: a pickled object
+    other than tensors and containers (a whole pickled model, a pickle that runs code) is refused."""
     try:
-        if path.endswith(".safetensors"):
+        if file.endswith(".safetensors"):
             from safetensors.torch import load_file
-            state = load_file(path)
+            state = load_file(file)
         else:
-            state = torch.load(path, map_location="cpu", weights_only=True)  # tensors only: no code runs
-    except Exception as e:  # truncated or garbage files: SafetensorError, UnpicklingError, RuntimeError, EOFError
-        raise UsageError(f"--student_pretrained_weights {path} is not a readable weights file ({type(e).__name__}: "
+            state = torch.load(file, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        if "Weights only load failed" not in str(e):
+            raise UsageError(f"{flag} {file} is not a readable weights file (UnpicklingError: "
+                             f"{(str(e).splitlines() or [''])[0][:120]}); pass a whole .safetensors or state-dict "
+                             "file") from None
+        raise UsageError(f"{flag} {file} holds pickled Python objects other than tensors (a whole pickled model?), "
+                         "which could run code when loaded: refused; save the weights alone, with "
+                         "torch.save(model.state_dict(), path) or save_pretrained") from None
+    except Exception as e:  # truncated or garbage files: SafetensorError, RuntimeError, EOFError, ...
+        raise UsageError(f"{flag} {file} is not a readable weights file ({type(e).__name__}: "
                          f"{(str(e).splitlines() or [''])[0][:120]}); pass a whole .safetensors or state-dict "
                          "file") from None
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise UsageError(f"--student_pretrained_weights {path} holds no state dict (name -> tensor); pass a "
-                         "model's weights")
-    try:
-        missing, unexpected = model.load_state_dict(state, strict=False)
-    except RuntimeError as e:  # a tensor of another shape
-        reason = str(e).splitlines()[1].strip() if len(str(e).splitlines()) > 1 else str(e)
-        raise UsageError(f"--student_pretrained_weights {path} does not fit --student_config ({reason[:160]}); pass "
-                         "weights of that architecture and size") from None
-    if unexpected or [k for k in missing if k not in _tied_keys(model)]:
-        raise UsageError(f"--student_pretrained_weights {path} does not fit --student_config (missing "
-                         f"{list(missing)[:3]}, unexpected {list(unexpected)[:3]}); pass weights of that architecture")
-
-
-def _tied_keys(model: PreTrainedModel) -> set[str]:
-    """Keys a saved state may omit because they share storage with the input embeddings."""
-    emb = model.get_input_embeddings().weight
-    return {k for k, v in model.state_dict().items() if v.data_ptr() == emb.data_ptr()}
+    if not isinstance(state, dict) or not state or not all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+        raise UsageError(f"{flag} {file} holds no state dict (name -> tensor); pass a model's weights "
+                         "(torch.save(model.state_dict(), path) or save_pretrained)")
+    return state
 
 
 def freeze_embeddings(model: PreTrainedModel, positions: bool, token_types: bool) -> list[str]:

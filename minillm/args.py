@@ -13,6 +13,7 @@ EVAL_METRICS = ("perplexity", "rougeL")
 
 @dataclass
 class MiniLLMArguments:
+    _argument_group_name = "MiniLLM and SeqKD"
     method: str = field(default="kd", metadata={"help": "kd: token-level distillation (or, without a teacher, "
                                                         "plain LM / SFT training); minillm: reverse KL by policy "
                                                         "gradient; seqkd: fine-tune on the teacher's responses."})
@@ -59,6 +60,7 @@ class MiniLLMArguments:
 @dataclass
 class GenerationArguments:
     """Sampling (MiniLLM rollouts, SeqKD responses, evaluation) and generation evaluation."""
+    _argument_group_name = "generation and Rouge-L evaluation"
     max_new_tokens: int = field(default=128,
                                 metadata={"help": "Tokens generated per response at most.", "range": ">= 1"})
     gen_temperature: float = field(default=1.0,

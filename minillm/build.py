@@ -68,10 +68,12 @@ def seqkd_documents(mini, data_args, model_args, tokenizer, teacher_model, sampl
     return tokenize_records(rows, tokenizer, True), tokenize_records(val_records, tokenizer, True)
 
 
-def rouge_evaluator(mini, data_args, generation, tokenizer, sampling: dict, batch_size: int) -> GenerationEvaluator:
+def rouge_evaluator(mini, data_args, generation, tokenizer, sampling: dict, batch_size: int,
+                    show_progress: bool = True) -> GenerationEvaluator:
     _, val_records = prompt_records(data_args)
     if data_args.max_eval_samples is not None:
         val_records = val_records[:data_args.max_eval_samples]
     return GenerationEvaluator(encode_prompts(val_records, tokenizer, mini.max_prompt_length),
                                [r["prompt"] for r in val_records], [references(r) for r in val_records], tokenizer,
-                               seeds=generation.seeds(), batch_size=batch_size, sampling=sampling)
+                               seeds=generation.seeds(), batch_size=batch_size, sampling=sampling,
+                               show_progress=show_progress)

@@ -8,7 +8,9 @@ import logging
 
 import numpy as np
 import torch
+from accelerate.state import PartialState
 from rouge_score import rouge_scorer
+from tqdm.auto import tqdm
 
 from distill.io_utils import atomic_write_text
 from minillm.sampling import sample
@@ -35,8 +37,9 @@ class GenerationEvaluator:
     last call's responses are kept for `save_generations`."""
 
     def __init__(self, prompts: list[list[int]], prompt_texts: list[str], refs: list[list[str]], tokenizer, *,
-                 seeds: list[int], batch_size: int, sampling: dict):
+                 seeds: list[int], batch_size: int, sampling: dict, show_progress: bool = True):
         self.prompts, self.prompt_texts, self.refs = prompts, prompt_texts, refs
+        self.show_progress = show_progress and PartialState().is_local_main_process
         self.tokenizer, self.seeds, self.batch_size, self.sampling = tokenizer, seeds, batch_size, sampling
         self.scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
         self.generations: list[dict] = []
@@ -46,7 +49,8 @@ class GenerationEvaluator:
         device = next(model.parameters()).device
         generator = torch.Generator(device=device).manual_seed(seed)
         texts, lengths = [], []
-        for start in range(0, len(self.prompts), self.batch_size):
+        starts = range(0, len(self.prompts), self.batch_size)
+        for start in tqdm(starts, desc=f"generate (seed {seed})", disable=not self.show_progress):
             out = sample(model, self.prompts[start:start + self.batch_size], generator=generator, **self.sampling)
             eos = self.sampling.get("eos_id")
             for ids in out.responses():

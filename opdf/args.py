@@ -20,6 +20,7 @@ def parse_shape(text: str, flag: str) -> list[int]:
 
 @dataclass
 class OPDFArguments:
+    _argument_group_name = "OPDF (MPO over-parameterised student)"
     use_opdf: bool = field(
         default=False, metadata={"help": "Over-parameterise the student while it trains: the --mpo_targets Linear "
                                          "layers become trainable MPO cores (METHODS.md §4). The saved student is a "

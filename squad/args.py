@@ -1,6 +1,7 @@
 """run_squad_w_distillation.py flags: Hugging Face's legacy SQuAD distillation script's names."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 from features.args import TaskLossArguments
@@ -8,6 +9,10 @@ from features.args import TaskLossArguments
 
 @dataclass
 class SquadDataArguments:
+    _argument_group_name = "data (SQuAD)"
+    data_dir: str | None = field(default=None, metadata={"help": "Dir of --train_file and --predict_file when they are "
+                                                                  "relative, as the legacy script joined them "
+                                                                  "(default names train-v1.1.json, dev-v1.1.json)."})
     train_file: str | None = field(default=None, metadata={"help": "SQuAD v1.1 JSON to train on (default: the Hub's "
                                                                     "squad train split)."})
     predict_file: str | None = field(
@@ -26,6 +31,13 @@ class SquadDataArguments:
     max_eval_samples: int | None = field(default=None,
                                          metadata={"help": "Keep the first N evaluation questions.", "range": ">= 1"})
     group_by_length: bool = field(default=True, metadata={"help": "Batch windows of similar length."})
+
+    def resolve_paths(self) -> None:
+        """As the legacy script: --data_dir data --train_file train.json means data/train.json (an absolute
+        file name stays), and --data_dir alone means its train-v1.1.json and dev-v1.1.json."""
+        if self.data_dir is not None:
+            self.train_file = os.path.join(self.data_dir, self.train_file or "train-v1.1.json")
+            self.predict_file = os.path.join(self.data_dir, self.predict_file or "dev-v1.1.json")
 
 
 @dataclass

@@ -15,6 +15,7 @@ BUDGET_FLAGS = (("ta_learning_rates", "learning_rate", float), ("ta_epochs", "nu
 
 @dataclass
 class TAKDArguments:
+    _argument_group_name = "TAKD (teacher-assistant chains)"
     ta_models: str | None = field(
         default=None,
         metadata={"help": "Teacher assistants, comma-separated, from the teacher's side: Hub ids / local dirs, "

@@ -14,6 +14,7 @@ its last checkpoint. Models are selected on the dev set only; the test split is 
 from __future__ import annotations
 
 import gc
+import inspect
 import json
 import logging
 import os
@@ -28,6 +29,7 @@ from distill.errors import UsageError
 from distill.io_utils import atomic_write_json
 from distill.modeling import load_source_config
 from distill.run_dir import LOCK_FILE, flag_differences, lock_dir, run_flags
+from distill.run_record import TRAINING_RECORD, run_record
 from distill.trainer import process_state
 from takd.args import Assistant, TAKDArguments, spread_layers
 from takd.summary import format_table, write_summary
@@ -84,8 +86,14 @@ def run_chain(run: Callable[[list[str]], dict], argv: list[str], flag_types: tup
         lock_dir(out)
         return check_output_dir(out, chain, overwrite)
     recorded = on_main_process(claim, state)
-    if recorded is None and state.is_main_process:  # no earlier chain here: record this one at once
+    # what the chain runs with (the stages' own dirs get theirs from their runs)
+    record = run_record(os.path.basename(inspect.getfile(run)), parsed, state.num_processes)
+
+    def write_chain_records():
         atomic_write_json(os.path.join(out, CHAIN_FILE), chain)
+        atomic_write_json(os.path.join(out, TRAINING_RECORD), record)
+    if recorded is None and state.is_main_process:  # no earlier chain here: record this one at once
+        write_chain_records()
     # (an earlier chain's record, under --overwrite_output_dir, is replaced once a stage has trained)
     pending = recorded is not None and recorded != chain
 
@@ -98,22 +106,22 @@ def run_chain(run: Callable[[list[str]], dict], argv: list[str], flag_types: tup
         marker = os.path.join(stage.dir, STAGE_FILE)
         if os.path.isfile(marker) and not retrained:
             with open(marker, encoding="utf-8") as f:
-                record = json.load(f)
+                stage_result = json.load(f)
             logger.info("TAKD stage %d/%d (%s) finished earlier: skipped", stage.index, len(stages), stage.name)
         else:
             stage_args = stage_argv(argv, flag_types, spec, stage, teacher, flag("logging_dir"))
             if retrained and "--overwrite_output_dir" not in stage_args:
                 stage_args.append("--overwrite_output_dir")
             results = run_stage(run, stage_args, stage, stages, teacher)
-            record = stage_record(stage, teacher, stage_args, results)
+            stage_result = stage_record(stage, teacher, stage_args, results)
             retrained = True
             if state.is_main_process:
                 if pending:
-                    atomic_write_json(os.path.join(out, CHAIN_FILE), chain)
+                    write_chain_records()
                     pending = False
-                atomic_write_json(marker, record)
+                atomic_write_json(marker, stage_result)
             state.wait_for_everyone()
-        records.append(record)
+        records.append(stage_result)
         teacher = stage.dir  # the stage's best dev model teaches the next stage
     summary = write_summary(out, flag("teacher_model"), records) if state.is_main_process else None
     if summary is not None:

@@ -8,6 +8,7 @@ import gzip
 import json
 import os
 import random
+import shutil
 
 import pytest
 from transformers import AutoTokenizer
@@ -117,3 +118,53 @@ def test_teacher_then_masked_one_to_one_student_end_to_end(toy, tmp_path):
         assert e["loss/total"] == pytest.approx(0.5 * e["loss/ce"] + 0.5 * e["loss/kd"] + 0.5 * e["loss/corr"],
                                                 rel=1e-4, abs=1e-6)
     assert AutoTokenizer.from_pretrained(out) is not None
+
+
+# ---------------------------------------------------------------- label names as other scripts saved them
+def relabelled(source, target, names) -> str:
+    """A copy of the model dir `source` whose config names its labels `names` (id order)."""
+    shutil.copytree(source, target)
+    config = json.loads((target / "config.json").read_text())
+    config["id2label"] = {str(i): name for i, name in enumerate(names)}
+    config["label2id"] = {name: i for i, name in enumerate(names)}
+    (target / "config.json").write_text(json.dumps(config))
+    return str(target)
+
+
+@pytest.fixture(scope="module")
+def imdb_file(tmp_path_factory):
+    return write_toy_imdb(tmp_path_factory.mktemp("imdb") / "imdb.csv.gz", n_train=40, n_test=10)
+
+
+def distil(student, teacher, data, out):
+    return imdb_script.main([str(a) for a in [
+        "--model_name_or_path", student, "--teacher_name_or_path", teacher, "--data_file", data, "--do_train",
+        "--max_steps", "2", "--alpha_ce", "0.5", "--alpha_imdb", "0.5", "--output_dir", out, *FAST]])
+
+
+@pytest.mark.parametrize("teacher_names,student_names", [
+    (["NEGATIVE", "POSITIVE"], None),  # the papers' IMDB script: its names, our order
+    (["negative", "positive"], ["NEG", "POS"]),
+    (["0", "1"], ["0", "1"]),  # bare ids: no names, the task's order
+])
+def test_a_teacher_of_our_order_under_other_names_distils(toy, tmp_path, imdb_file, teacher_names, student_names,
+                                                          caplog):
+    teacher = relabelled(toy["teacher"], tmp_path / "teacher", teacher_names)
+    student = relabelled(toy["student"], tmp_path / "student", student_names) if student_names else toy["student"]
+    assert distil(student, teacher, imdb_file, tmp_path / "out") == 0
+    assert json.loads((tmp_path / "out" / "config.json").read_text())["id2label"] == {"0": "neg", "1": "pos"}
+    assert "re-labelled" not in caplog.text
+
+
+@pytest.mark.parametrize("teacher_names,student_names,words", [
+    (["POSITIVE", "NEGATIVE"], None, "teacher {t!r} label order ['POSITIVE', 'NEGATIVE'] differs from the "
+                                     "student's ['neg', 'pos']; fine-tune the teacher with this script"),
+    (["0", "1"], ["pos", "neg"], "the student checkpoint's labels are ordered ['pos', 'neg'], not ['neg', 'pos']"),
+])
+def test_another_order_is_refused_in_one_line(toy, tmp_path, imdb_file, capsys, teacher_names, student_names, words):
+    teacher = relabelled(toy["teacher"], tmp_path / "teacher", teacher_names)
+    student = relabelled(toy["student"], tmp_path / "student", student_names) if student_names else toy["student"]
+    assert distil(student, teacher, imdb_file, tmp_path / "out") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: " + words.format(t=teacher)), err
+    assert not os.path.exists(tmp_path / "out")

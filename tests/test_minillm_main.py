@@ -149,3 +149,23 @@ def test_bad_generation_flags_are_refused_in_one_line(gen, tmp_path, capsys, ext
     err = run_error(capsys, *common(gen, out, "--max_steps", 1, *extra))
     assert expected in err, err
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_the_evaluation_job_s_settings_run_as_written(gen, tmp_path):
+    """scripts/slurm/experiments/minillm_eval_dolly.sh (MiniLLM's eval_main_dolly): its flags, with a tiny
+    model, Dolly-format rows and a budget that fits the model's 64 positions."""
+    import os
+    import subprocess
+
+    from conftest import REPO_ROOT
+    settings = os.path.join(REPO_ROOT, "scripts", "slurm", "experiments", "minillm_eval_dolly.sh")
+    env = {**os.environ, "MODEL": gen["student"], "DOLLY_TEST": gen["dolly"], "OUT": str(tmp_path)}
+    args = subprocess.run(["bash", "-c", f'source "{settings}"; printf "%s\\n" "${{ARGS[@]}}"'], env=env,
+                          capture_output=True, text=True, check=True).stdout.splitlines()
+    run_ok(*args, "--max_prompt_length", 24, "--max_new_tokens", 10, "--max_seq_length", 48, "--disable_tqdm")
+    out = tmp_path / "eval_dolly" / "student"
+    results = read_json(out / "eval_results.json")
+    assert results["eval_samples"] == 40 and 0 <= results["eval_rougeL"] <= 100
+    seeds = {row["seed"] for row in read_jsonl(out / "eval_generations.jsonl")}
+    assert seeds == {10, 20, 30, 40, 50}  # the paper's five sampling seeds
+    assert (out / "eval_run_args.json").exists() and not (out / "model.safetensors").exists()

@@ -12,9 +12,11 @@ from distill.modeling import (
     check_vocab_fits,
     is_decoder_only,
     keep_layers,
+    label_meaning,
     load_classifier,
     load_pretrained,
     load_tokenizer,
+    model_label_names,
     resolve_label_order,
 )
 
@@ -50,18 +52,95 @@ def test_keep_layers_refuses_missing_layers(toy):
         keep_layers(source, [0, 5])
 
 
+TINY = dict(vocab_size=20, hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=8)
+MNLI = ("entailment", "neutral", "contradiction")
+
+
+def labelled(names) -> BertConfig:
+    return BertConfig(num_labels=len(names), id2label=dict(enumerate(names)), **TINY)
+
+
 def test_label_order_from_checkpoint_and_teacher_refusal():
-    config = BertConfig(num_labels=3, id2label={0: "contradiction", 1: "entailment", 2: "neutral"})
-    task_labels = ("entailment", "neutral", "contradiction")
-    assert resolve_label_order(config, task_labels) == ["contradiction", "entailment", "neutral"]
-    assert resolve_label_order(BertConfig(num_labels=3), task_labels) == list(task_labels)
-    tiny = dict(vocab_size=20, hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=8)
-    teacher = BertForSequenceClassification(BertConfig(num_labels=3, id2label=dict(enumerate(task_labels)), **tiny))
-    check_teacher_labels(teacher, list(task_labels), 3, "t")  # same order: fine
+    config = labelled(["contradiction", "entailment", "neutral"])
+    assert resolve_label_order(config, MNLI) == ["contradiction", "entailment", "neutral"]
+    assert resolve_label_order(BertConfig(num_labels=3), MNLI) == list(MNLI)
+    teacher = BertForSequenceClassification(labelled(MNLI))
+    check_teacher_labels(teacher, list(MNLI), 3, "t")  # same order: fine
     with pytest.raises(UsageError, match="label order .* differs from the student's"):
         check_teacher_labels(teacher, ["contradiction", "entailment", "neutral"], 3, "t")
     with pytest.raises(UsageError, match="has 3 outputs but the task has 2"):
         check_teacher_labels(teacher, ["a", "b"], 2, "t")
+
+
+@pytest.mark.parametrize("a,b", [("NEGATIVE", "neg"), ("Pos", "positive"), ("not entailment", "not_entailment"),
+                                 ("Non-Entailment", "not_entailment"), ("not_entail", "NOT ENTAILMENT"),
+                                 ("entails", "entailment"), ("Entailed", "ENTAILMENT"), ("contra", "contradiction"),
+                                 ("Not Duplicate", "not_duplicate"), ("not-equivalent", "NOT_EQUIVALENT")])
+def test_label_names_of_one_meaning(a, b):
+    assert label_meaning(a) == label_meaning(b)
+
+
+@pytest.mark.parametrize("a,b", [("negative", "positive"), ("entailment", "not_entailment"), ("neg", "not_neg"),
+                                 ("unacceptable", "acceptable"), ("neutral", "contradiction"), ("0", "1")])
+def test_label_names_of_other_meanings(a, b):
+    assert label_meaning(a) != label_meaning(b)
+
+
+@pytest.mark.parametrize("saved,task,order", [
+    (["NEG", "POS"], ("negative", "positive"), ["negative", "positive"]),  # SST-2
+    (["negative", "positive"], ("neg", "pos"), ["neg", "pos"]),  # IMDB
+    (["POSITIVE", "NEGATIVE"], ("neg", "pos"), ["pos", "neg"]),  # IMDB, flipped: kept (and refused by the script)
+    (["ENTAILMENT", "not entailment"], ("entailment", "not_entailment"), ["entailment", "not_entailment"]),  # QNLI
+    (["CONTRADICTION", "Entailment", "NEUTRAL"], MNLI, ["contradiction", "entailment", "neutral"]),
+    (["1", "0"], ("0", "1"), ["1", "0"]),  # a custom task's names are its files' labels
+    (["pos", "Pos"], ("Pos", "pos"), ["pos", "Pos"]),  # custom labels differing only in case stay apart
+])
+def test_the_student_keeps_the_checkpoints_order_named_by_meaning(saved, task, order):
+    assert resolve_label_order(labelled(saved), task) == order
+
+
+@pytest.mark.parametrize("saved", [["LABEL_0", "LABEL_1"], ["0", "1"], ["0", "LABEL_1"]])
+def test_generic_names_mean_the_tasks_order(saved, caplog):
+    assert model_label_names(labelled(saved)) is None
+    assert resolve_label_order(labelled(saved), ("neg", "pos")) == ["neg", "pos"]
+    # a teacher that learns takes the student's order (it is trained on the student's label ids)
+    assert resolve_label_order(labelled(saved), ("neg", "pos"), default=["pos", "neg"]) == ["pos", "neg"]
+    assert not caplog.records
+
+
+@pytest.mark.parametrize("saved", [["negative", "positive"], ["1", "0"], ["POS", "pos"]])
+def test_names_of_no_task_label_relabel_the_student_with_a_warning(saved, caplog):
+    assert model_label_names(labelled(saved)) == saved  # as saved, for messages
+    assert resolve_label_order(labelled(saved), ("entailment", "not_entailment")) == ["entailment", "not_entailment"]
+    assert "re-labelled" in caplog.text
+
+
+@pytest.mark.parametrize("saved,student", [
+    (["NEGATIVE", "POSITIVE"], ["neg", "pos"]), (["NEG", "POS"], ["negative", "positive"]),
+    (["Entailment", "NOT ENTAILMENT"], ["entailment", "not_entailment"]),
+    (["CONTRADICTION", "ENTAILMENT", "NEUTRAL"], ["contradiction", "entailment", "neutral"]),
+])
+def test_a_teacher_of_the_students_order_by_meaning_is_accepted(saved, student, caplog):
+    check_teacher_labels(BertForSequenceClassification(labelled(saved)), student, len(student), "t")
+    assert not caplog.records
+
+
+@pytest.mark.parametrize("saved", [["0", "1"], ["LABEL_0", "LABEL_1"]])
+def test_a_teacher_with_generic_names_is_assumed_in_the_students_order(saved, caplog):
+    check_teacher_labels(BertForSequenceClassification(labelled(saved)), ["pos", "neg"], 2, "t")
+    assert "generic label names; assuming its label order is ['pos', 'neg']" in caplog.text
+
+
+@pytest.mark.parametrize("saved,student", [
+    (["NEGATIVE", "POSITIVE"], ["pos", "neg"]),
+    (["contradiction", "entailment", "neutral"], list(MNLI)),
+    (["negative", "positive"], ["entailment", "not_entailment"]),  # a sentiment teacher on an NLI task
+    (["1", "0"], ["0", "1"]),
+])
+def test_a_teacher_of_another_order_or_other_labels_is_refused_naming_its_labels_as_saved(saved, student):
+    with pytest.raises(UsageError) as refused:
+        check_teacher_labels(BertForSequenceClassification(labelled(saved)), student, len(student), "t")
+    assert str(refused.value).startswith(f"teacher 't' label order {saved} differs from the student's {student}; ")
 
 
 def test_vocabulary_mismatch_is_refused(toy, tmp_path):

@@ -25,7 +25,7 @@ def test_two_processes_train_evaluate_and_predict_in_order(toy, tmp_path):
            "--per_device_eval_batch_size", "5", "--output_dir", str(out), "--disable_tqdm", "--report_to", "none"]
     proc = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "global batch 16" in proc.stderr  # 2 processes x 8
+    assert "effective batch 16 = 8 per process x 2 process(es)" in proc.stderr
     results = json.loads((out / "eval_results.json").read_text())
     assert results["eval_samples"] == 40
     with open(out / "SST-2.tsv", encoding="utf-8") as f:

@@ -21,7 +21,8 @@ EXPERIMENTS = sorted(glob.glob(os.path.join(SLURM, "experiments", "*.sh")))
 # what the settings files need from the user's environment
 SETTINGS_ENV = {"TEACHER": "/models/teacher", "STUDENT": "/models/student", "STUDENT_CONFIG": "/cfg/distilbert.json",
                 "CORPUS": "/data/corpus.txt", "DOLLY": "/data/dolly.jsonl", "LM_CORPUS": "/data/lm.txt",
-                "GLUE_DIR": "/data/glue", "OUT": "/scratch/runs"}
+                "GLUE_DIR": "/data/glue", "OUT": "/scratch/runs", "MODEL": "/scratch/runs/minillm",
+                "DOLLY_TEST": "/data/dolly_test.jsonl"}
 
 
 @pytest.fixture

@@ -96,7 +96,7 @@ def run(cmd: list, out) -> None:
     proc = subprocess.run([str(a) for a in cmd] + ["--output_dir", str(out)], cwd=REPO_ROOT, env=ENV,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "global batch 16" in proc.stderr  # 1 x 16 or 2 x 8
+    assert "effective batch 16 = " in proc.stderr  # 1 x 16 or 2 x 8
 
 
 _ONE_PROCESS: dict[str, str] = {}
@@ -114,7 +114,7 @@ def one_process_run(launch, script: str, flags: list, tmp_path_factory) -> str:
 def run_one(launch, argv: list, out) -> None:
     code, log = launch.run([*argv, "--output_dir", out])
     assert code == 0, log[-3000:]
-    assert "global batch 16" in log
+    assert "effective batch 16 = " in log
 
 
 def approx_equal_json(a, b):
