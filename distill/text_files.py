@@ -26,6 +26,8 @@ _MAGIC = (
     (b"BZh", "bzip2-compressed", "decompress it first (bunzip2)"),
     (b"\xfd7zXZ\x00", "xz-compressed", "decompress it first (unxz)"),
     (b"\x93NUMPY", "a numpy array file", "pass the text file"),
+    *((bytes([0x80, protocol]), "a pickle (e.g. the DistilBERT pipeline's binarised data), which can run code when "
+       "loaded", "pass the raw text file it was made from (one sequence per line)") for protocol in range(2, 6)),
     (b"\xff\xfe", "UTF-16 text", "save it as UTF-8"),
     (b"\xfe\xff", "UTF-16 text", "save it as UTF-8"),
 )

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import gzip
+import pickle
 
 import numpy as np
 import pytest
@@ -36,6 +37,7 @@ def test_a_bad_byte_names_its_line_and_character_column():
     (b"PK\x03\x04rest", "zip archive"),
     ("a\tb\n".encode("utf-16"), "is UTF-16 text"),
     (b"\x93NUMPY\x01\x00", "numpy array"),
+    (pickle.dumps([[101, 7, 102]], protocol=4), "is a pickle"),  # the binarised data of a pipeline
     (bytes(range(256)), "binary file, not text (a NUL byte at line 1, column 1)"),
 ])
 def test_files_that_are_not_text_say_what_they_are(data, words):
