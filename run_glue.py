@@ -111,7 +111,7 @@ def run(argv: list[str] | None = None) -> dict:
         else:
             teacher_model = load_checked_teacher(model_args.teacher_model, tokenizer, student_order,
                                                  task.num_labels, data_args.max_seq_length, model_args.cache_dir,
-                                                 model_args.trust_remote_code)
+                                                 model_args.trust_remote_code, task_labels=task.labels)
         check_model_type(teacher_model, compat.teacher_type, "--teacher_type")
         if teacher_args.init_classifier_to_zero:
             for model in (student, teacher_model):

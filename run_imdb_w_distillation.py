@@ -88,7 +88,8 @@ def run(argv: list[str] | None = None) -> dict:
     if model_args.teacher_model and train_args.do_train:
         teacher_model = load_checked_teacher(model_args.teacher_model, tokenizer, order, len(LABELS),
                                              data_args.max_seq_length, model_args.cache_dir,
-                                             model_args.trust_remote_code, order_fix=TEACHER_ORDER_FIX)
+                                             model_args.trust_remote_code, order_fix=TEACHER_ORDER_FIX,
+                                             task_labels=LABELS)
         check_model_type(teacher_model, compat.teacher_type, "--teacher_type")
 
     # ---- trainer

@@ -38,11 +38,18 @@ from distill.errors import UsageError
 from distill.modeling import check_model_type, check_same_vocabulary, load_tokenizer
 from distill.teacher_cache import check_cache_request, make_frozen_teacher
 from distill.trainer import DistillationTrainer
-from lm.args import LaunchArguments, LMDataArguments, LMLossArguments, LMModelArguments, translate_original_flags
+from lm.args import (
+    LaunchArguments,
+    LMDataArguments,
+    LMLossArguments,
+    LMModelArguments,
+    original_flags_help,
+    translate_original_flags,
+)
 from lm.build import cache_refusal, causal_lm_data, check_preprocessed_files, load_documents, masked_lm_data
 from lm.models import build_student, check_lm_pair, check_teacher_pretrained, freeze_embeddings, load_teacher
 from lm.objective import LMDistillationObjective, perplexity_metrics
-from lm.pipeline import dump_files, is_pipeline_command
+from lm.pipeline import PIPELINE_SPELLING, dump_files, is_pipeline_command
 from minillm.args import GenerationArguments, MiniLLMArguments
 from minillm.build import (
     check_generation_length,
@@ -73,9 +80,12 @@ def run(argv: list[str] | None = None) -> dict:
     argv = sys.argv[1:] if argv is None else list(argv)
     pipeline = is_pipeline_command(argv)
     argv = translate_original_flags(argv)
-    parsed = parse_command_line(FLAGS, argv)
+    parsed = parse_command_line(FLAGS, argv, epilog=original_flags_help())
     model_args, data_args, train_args, loss_args, launch, mini, generation, takd_args = parsed
-    train_args.default_actions()  # (the original pipeline's command just trains)
+    # The DistilBERT pipeline's command just trains, on every line of its data: nothing is held out
+    train_args.default_actions(evaluate=not pipeline)
+    if pipeline and not train_args.do_eval and data_args.validation_file is None:
+        data_args.validation_split_percentage = 0.0
     if takd_args.ta_models:  # teacher -> assistants -> student: this function once per stage
         return run_chain(run, argv, FLAGS, parsed, CHAIN)
     if train_args.do_predict:
@@ -101,7 +111,8 @@ def run(argv: list[str] | None = None) -> dict:
     tokenizer_path = model_args.tokenizer_name or model_args.teacher_model or model_args.model_name_or_path
     dump = dump_files(train_args, tokenizer_path, parsed) if pipeline else None
     check_preprocessed_files(data_args, dump)
-    start, accelerator = start_run(train_args, parsed, script=__file__)
+    start, accelerator = start_run(train_args, parsed, script=__file__,
+                                   spelling=PIPELINE_SPELLING if pipeline else None)
     if dump is not None:
         start = dump.start(start)
 

@@ -185,14 +185,13 @@ class TrainingArguments:
             return "steps"
         return "epoch" if self.do_eval else "no"
 
-    def default_actions(self, predict: bool = False) -> None:
-        """No --do_train/--do_eval/--do_predict: train and evaluate (and `predict`), as the papers'
+    def default_actions(self, evaluate: bool = True, predict: bool = False) -> None:
+        """No --do_train/--do_eval/--do_predict: train, and `evaluate` and `predict`, as the papers'
         scripts do when given no such flag."""
         if not (self.do_train or self.do_eval or self.do_predict):
-            self.do_train = self.do_eval = True
-            self.do_predict = predict
-            logger.info("no --do_train/--do_eval/--do_predict given: training and evaluating%s, as the papers' "
-                        "scripts do", " and testing" if predict else "")
+            self.do_train, self.do_eval, self.do_predict = True, evaluate, predict
+            logger.info("no --do_train/--do_eval/--do_predict given: training%s%s, as the papers' scripts do",
+                        " and evaluating" if evaluate else "", " and testing" if predict else "")
 
     def validate(self) -> None:
         if not (self.do_train or self.do_eval or self.do_predict):
@@ -274,8 +273,8 @@ class _Parser(HfArgumentParser):
     UsageError line, and which never takes an abbreviation for a flag (`--learn` is not
     `--learning_rate`: a typo must not silently set another flag)."""
 
-    def __init__(self, dataclass_types, argv: list[str]):
-        super().__init__(dataclass_types, allow_abbrev=False)
+    def __init__(self, dataclass_types, argv: list[str], epilog: str | None = None):
+        super().__init__(dataclass_types, allow_abbrev=False, epilog=epilog)
         self.argv = argv
 
     @staticmethod
@@ -297,11 +296,11 @@ class _Parser(HfArgumentParser):
         raise UsageError(f"{message.rstrip('.')}; see --help")
 
 
-def parse_command_line(dataclass_types, argv: list[str] | None = None):
+def parse_command_line(dataclass_types, argv: list[str] | None = None, epilog: str | None = None):
     """Parse argv (or a single .json file of arguments, HF style) into the given dataclasses, refusing
-    unknown flags (with the closest known ones) and values out of their range."""
+    unknown flags (with the closest known ones) and values out of their range. `epilog` ends --help."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    parser = _Parser(dataclass_types, argv)
+    parser = _Parser(dataclass_types, argv, epilog)
     if len(argv) > 1 and argv[0].endswith(".json") and not argv[0].startswith("-"):
         raise UsageError(f"an argument file ({argv[0]}) must be the only argument; put {argv[1]} in the file, or pass "
                          "every flag on the command line")

@@ -14,12 +14,13 @@ from distill.trainer import make_accelerator, seed_everything, setup_logging
 logger = logging.getLogger(__name__)
 
 
-def start_run(train_args, parsed: tuple, script: str) -> tuple[RunStart, object]:
+def start_run(train_args, parsed: tuple, script: str, spelling: dict[str, str] | None = None
+              ) -> tuple[RunStart, object]:
     """(how the run starts, accelerator), with every RNG seeded: what each script does once its flags
     are validated. The main process locks the output dir and decides from what it holds whether the
     run resumes, starts over or is refused (distill/run_dir.py); every process gets the same answer.
-    The run's record (every resolved flag, a command that reruns it, versions) is written with its
-    first file."""
+    The run's record (every resolved flag, a command that reruns it with the flags renamed by
+    `spelling`, versions) is written with its first file."""
     accelerator = make_accelerator(train_args)
 
     def plan() -> RunStart:
@@ -27,7 +28,7 @@ def start_run(train_args, parsed: tuple, script: str) -> tuple[RunStart, object]
         start = plan_start(train_args.output_dir, run_flags(parsed), do_train=train_args.do_train,
                            overwrite=train_args.overwrite_output_dir,
                            resume_from_checkpoint=train_args.resume_from_checkpoint)
-        start.record = run_record(os.path.basename(script), parsed, accelerator.num_processes)
+        start.record = run_record(os.path.basename(script), parsed, accelerator.num_processes, spelling)
         return start
     start = on_main_process(plan, accelerator)
     seed_everything(train_args.seed)

@@ -159,14 +159,28 @@ def check_complete(model: PreTrainedModel, missing_keys, auto_class, name_or_pat
         head, expected = EXPECTED_CHECKPOINT.get(auto_class, ("head", "a checkpoint fine-tuned for this"))
         arch = (getattr(model.config, "architectures", None) or [type(model).__name__])[0]
         raise UsageError(f"{what} {name_or_path!r} is a {arch} checkpoint without a trained {head}: {len(missing)} "
-                         f"weight(s) of {type(model).__name__} are not in it ({', '.join(missing[:2])}) and would be "
+                         f"weight(s) of {type(model).__name__} are not in it ({', '.join(missing[:2])}"
+                         f"{f' and {len(missing) - 2} more' if len(missing) > 2 else ''}) and would be "
                          f"random; pass {expected}")
 
 
-def _is_generic(label_id: int, name) -> bool:
-    """A name that says nothing: transformers' default LABEL_<i>, or a bare id ("1" at id 1)."""
+def _label_id(name) -> int | None:
+    """The class id a name states: transformers' default LABEL_<i>, or a bare id ("1"); else None."""
     match = _GENERIC_LABEL.match(str(name).strip())
-    return bool(match) and (match.group(1) is not None or int(match.group(2)) == label_id)
+    return int(match.group(2)) if match else None
+
+
+def _is_generic(label_id: int, name) -> bool:
+    """A name that says nothing: the id of its own row (LABEL_1 or "1" at id 1)."""
+    return _label_id(name) == label_id
+
+
+def ids_as_task_labels(names: list[str], task_labels) -> list[str]:
+    """Names that state a class id (a dataset's own integer coding: SST-2's "1" is positive) as the task's
+    label of that id; other names as they are. ["1", "0"] on SST-2 is a head in the order positive,
+    negative."""
+    ids = [_label_id(name) for name in names]
+    return [task_labels[i] if i is not None and 0 <= i < len(task_labels) else name for name, i in zip(names, ids)]
 
 
 def model_label_names(config) -> list[str] | None:
@@ -210,7 +224,7 @@ def resolve_label_order(config, task_labels: tuple[str, ...], default: list[str]
     order, NEGATIVE/POSITIVE for neg/pos), else `default` (the task's order unless given)."""
     default = list(task_labels) if default is None else list(default)
     names = model_label_names(config)
-    order = match_labels(names, task_labels) if names else None
+    order = match_labels(ids_as_task_labels(names, task_labels), task_labels) if names else None
     if order:
         return order
     if names and len(names) == len(task_labels):
@@ -326,9 +340,10 @@ TEACHER_ORDER_FIX = ("fine-tune the teacher with this toolkit (canonical order) 
 
 
 def check_teacher_labels(teacher: PreTrainedModel, student_order: list[str], num_labels: int,
-                         teacher_path: str, fix: str = TEACHER_ORDER_FIX) -> None:
+                         teacher_path: str, fix: str = TEACHER_ORDER_FIX, task_labels=None) -> None:
     """KD compares logit j with logit j: the teacher's head must have the student's label order, its
-    names compared by meaning (label_meaning); generic names are assumed to have it."""
+    names compared by meaning (label_meaning; ids as the `task_labels` of those ids); generic names are
+    assumed to have it."""
     if teacher.config.num_labels != num_labels:
         raise UsageError(f"teacher {teacher_path!r} has {teacher.config.num_labels} outputs but the task has "
                          f"{num_labels}; use a teacher fine-tuned on this task")
@@ -336,7 +351,8 @@ def check_teacher_labels(teacher: PreTrainedModel, student_order: list[str], num
     if names is None:
         logger.warning("teacher %s has generic label names; assuming its label order is %s",
                        teacher_path, student_order)
-    elif num_labels > 1 and match_labels(names, student_order) != list(student_order):
+    elif num_labels > 1 and match_labels(ids_as_task_labels(names, task_labels or student_order),
+                                         student_order) != list(student_order):
         raise UsageError(f"teacher {teacher_path!r} label order {names} differs from the student's "
                          f"{list(student_order)}; {fix}")
 
@@ -351,11 +367,12 @@ def load_teacher_tokenizer(path: str, cache_dir: str | None = None, trust_remote
 
 def load_checked_teacher(path: str, student_tokenizer, student_label_order: list[str], num_labels: int,
                          max_seq_length: int, cache_dir: str | None = None, trust_remote_code: bool = False,
-                         order_fix: str = TEACHER_ORDER_FIX):
+                         order_fix: str = TEACHER_ORDER_FIX, task_labels=None):
     """The teacher, after every pairing check with the student: outputs and label order (`order_fix`:
-    what to do about another order), vocabulary, and room for max_seq_length positions."""
+    what to do about another order; `task_labels`: the task's canonical order, which ids name),
+    vocabulary, and room for max_seq_length positions."""
     teacher = load_teacher(path, cache_dir, trust_remote_code)
-    check_teacher_labels(teacher, student_label_order, num_labels, path, order_fix)
+    check_teacher_labels(teacher, student_label_order, num_labels, path, order_fix, task_labels)
     check_same_vocabulary(student_tokenizer, load_teacher_tokenizer(path, cache_dir, trust_remote_code), path)
     check_vocab_fits(teacher, student_tokenizer, "teacher")
     check_max_length(teacher, max_seq_length, "teacher")

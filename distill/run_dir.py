@@ -52,7 +52,7 @@ def run_flags(parsed) -> dict:
     for args in parsed:
         for f in fields(args):
             if f.name not in NOT_DEFINING:
-                flags[f.name] = normal_value(getattr(args, f.name))
+                flags[f.name] = normal_value(getattr(args, f.name), f.name)
     return flags
 
 

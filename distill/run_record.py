@@ -31,18 +31,22 @@ def _default(f: dataclasses.Field):
     return dataclasses.MISSING
 
 
-# Paths a run writes to: absolute in the record even before they exist (files it reads are made absolute
-# when they exist), so the record does not depend on the directory the command was typed in.
-OUTPUT_PATHS = ("output_dir", "logging_dir")
+# Flags that name files or dirs: absolute in the record and the fingerprint, so neither depends on the
+# directory a command was typed in. Those that may also name a Hub model or dataset become absolute only
+# when they exist here; the others always (they may be written by the run). No other value is touched: a
+# task called sst2 stays sst2 even next to a folder of that name.
+HUB_OR_PATH = frozenset({"model_name_or_path", "teacher_model", "tokenizer_name", "config_name", "dataset_name",
+                         "student_config", "ta_models"})
+PATHS = frozenset({"output_dir", "logging_dir", "output_dir_intermed", "cache_dir", "data_cache_dir",
+                   "teacher_cache_dir", "data_dir", "train_file", "validation_file", "test_file", "predict_file",
+                   "ax_file", "data_file", "lm_train_file", "seqkd_file", "preprocessed_data_file", "token_counts",
+                   "student_pretrained_weights", "teacher_pretrained", "resume_from_checkpoint"})
 
 
-def normal_value(value, name: str = ""):
-    """A flag's value in the form that does not depend on how it was typed: a path that exists (or that
-    the run writes) becomes absolute, with symlinks resolved."""
-    if isinstance(value, str) and value and (name in OUTPUT_PATHS or os.path.exists(value)):
+def normal_value(value, name: str):
+    """A flag's value in the form that does not depend on how it was typed (see PATHS)."""
+    if isinstance(value, str) and value and (name in PATHS or (name in HUB_OR_PATH and os.path.exists(value))):
         return os.path.realpath(value)
-    if isinstance(value, (list, tuple)):
-        return [normal_value(v) for v in value]
     return value
 
 
@@ -62,19 +66,23 @@ def group_name(dataclass_type) -> str:
     return getattr(dataclass_type, "_argument_group_name", dataclass_type.__name__)
 
 
-def command_line(script: str, parsed) -> str:
-    """`python <script> --flag value ...` with every flag whose value differs from its default: rerunning
-    it parses to the same values."""
-    words = ["python", script]
+def command_line(script: str, parsed, spelling: dict[str, str] | None = None) -> str:
+    """`python <toolkit>/<script> --flag value ...` with every flag whose value differs from its default:
+    rerunning it, from any directory, parses to the same values. `spelling` renames flags (the DistilBERT
+    pipeline's mode is chosen by spelling --output_dir as --dump_path)."""
+    words = ["python", os.path.join(TOOLKIT_ROOT, script)]
     for args in parsed:
         for f in dataclasses.fields(args):
             value, default = normal_value(getattr(args, f.name), f.name), _default(f)
             if value == default and default is not dataclasses.MISSING:
                 continue
+            flag = "--" + (spelling or {}).get(f.name, f.name)
             if isinstance(value, bool):
-                words += [f"--{f.name}"] if value else [f"--{f.name}", "False"]
+                words += [flag] if value else [flag, "False"]
+            elif isinstance(value, (list, tuple)):
+                words += [flag, *map(str, value)]
             elif value is not None:
-                words += [f"--{f.name}", str(value)]
+                words += [flag, str(value)]
     return shlex.join(words)
 
 
@@ -102,8 +110,8 @@ def git_state(root: str = TOOLKIT_ROOT) -> dict:
     return {"git_commit": commit, "git_dirty": dirty}
 
 
-def run_record(script: str, parsed, processes: int = 1) -> dict:
-    return {"script": script, "command": command_line(script, parsed), "args": resolved_args(parsed),
+def run_record(script: str, parsed, processes: int = 1, spelling: dict[str, str] | None = None) -> dict:
+    return {"script": script, "command": command_line(script, parsed, spelling), "args": resolved_args(parsed),
             "versions": library_versions(), **git_state(), "processes": processes}
 
 

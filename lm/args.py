@@ -32,6 +32,14 @@ ORIGINAL_FLAGS = {
 }
 
 
+def original_flags_help() -> str:
+    """The end of --help: the original pipeline's flag names this script also takes."""
+    pairs = ", ".join(f"{old} = {new}" for old, new in ORIGINAL_FLAGS.items())
+    return (f"The DistilBERT pipeline's flags are taken too: {pairs}. A command that names its output dir "
+            "--dump_path runs in that pipeline's mode (one sequence per line, its files in the dump path; see "
+            "docs/papers_commands.md).")
+
+
 def translate_original_flags(argv: list[str]) -> list[str]:
     """argv with the original pipeline's flag names replaced by ours; a flag given under both names
     is refused (which one should win is the user's call)."""

@@ -195,6 +195,8 @@ def load_weights(model: PreTrainedModel, path: str, flag: str, target: str, fix:
     must come from it; `target` names where the model's architecture came from, `fix` what to do."""
     file = weights_file(path, flag)
     state = read_state_dict(file, flag)
+    if all(k.startswith("module.") for k in state):  # saved from a DDP/DataParallel wrapper: the same weights
+        state = {k[len("module."):]: v for k, v in state.items()}
     own = model.state_dict()
     # Keys a checkpoint may lack or carry without harm: buffers (recomputed from the config, e.g. position
     # ids), weights tied to a loaded one (a decoder sharing the embeddings), and those the model class

@@ -4,7 +4,8 @@ research_projects/distillation train.py and its forks, run with their flags unch
 Its data file is read as that pipeline read it (a .txt holds one sequence per line, lm/data.py), and its
 dump path (our --output_dir) holds, next to our Hugging Face model dir, the files its users load:
 - `checkpoint.pth`: the student's state dict (tensors only, for torch.load(weights_only=True)), the
-  latest saved: refreshed at every checkpoint, and at the end the final model; `config.json` with it;
+  latest saved: refreshed at every checkpoint, and at the end the model the run saves (the last one; the
+  best by held-out perplexity when the command asks for --do_eval); `config.json` with it;
 - `model_epoch_<n>.pth`: the student after epoch n (0-based, as that pipeline numbered them);
 - `parameters.json`: every resolved flag, flat, as its json.dump(vars(args));
 - `logs/`: the TensorBoard events;
@@ -45,6 +46,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 DUMP_FLAG = "--dump_path"
+# How a run record spells the flags of a pipeline command, so that its command reruns in this mode
+PIPELINE_SPELLING = {"output_dir": "dump_path", "overwrite_output_dir": "force"}
 CHECKPOINT_FILE = "checkpoint.pth"
 PARAMETERS_FILE = "parameters.json"
 LOGS_DIR = "logs"
@@ -138,7 +141,7 @@ class DumpFiles:
         save_state_dict(os.path.join(self.dir, CHECKPOINT_FILE), model)
 
     def save_final(self, model: PreTrainedModel) -> None:
-        """checkpoint.pth = the final model (saved with its config.json by the trainer just before)."""
+        """checkpoint.pth = the model the run saved (with its config.json, by the trainer just before)."""
         save_state_dict(os.path.join(self.dir, CHECKPOINT_FILE), model)
 
 
@@ -153,7 +156,9 @@ class DumpStart(RunStart):
 
 
 def save_state_dict(path: str, model: torch.nn.Module) -> None:
-    """`model`'s state dict as plain CPU tensors (tied weights stay shared), written atomically."""
+    """`model`'s state dict as plain CPU tensors (tied weights stay shared), written atomically. (Saved
+    through a file object: torch names the archive's entries after a path, here a random temporary one,
+    which would make the same weights differ byte for byte.)"""
     state = {k: v.detach().to("cpu") for k, v in model.state_dict().items()}
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        torch.save(state, f)

@@ -108,7 +108,20 @@ def test_generic_names_mean_the_tasks_order(saved, caplog):
     assert not caplog.records
 
 
-@pytest.mark.parametrize("saved", [["negative", "positive"], ["1", "0"], ["POS", "pos"]])
+@pytest.mark.parametrize("saved,task,order", [
+    (["1", "0"], ("negative", "positive"), ["positive", "negative"]),  # SST-2's own coding, flipped
+    (["LABEL_2", "LABEL_0", "LABEL_1"], MNLI, ["contradiction", "entailment", "neutral"]),
+])
+def test_ids_as_names_are_the_tasks_labels_of_those_ids(saved, task, order, caplog):
+    assert resolve_label_order(labelled(saved), task) == order
+    assert not caplog.records
+    teacher = BertForSequenceClassification(labelled(saved))
+    check_teacher_labels(teacher, order, len(order), "t", task_labels=task)  # a student of that order: fine
+    with pytest.raises(UsageError, match="differs from the student's"):
+        check_teacher_labels(teacher, list(task), len(task), "t", task_labels=task)
+
+
+@pytest.mark.parametrize("saved", [["negative", "positive"], ["7", "8"], ["POS", "pos"]])
 def test_names_of_no_task_label_relabel_the_student_with_a_warning(saved, caplog):
     assert model_label_names(labelled(saved)) == saved  # as saved, for messages
     assert resolve_label_order(labelled(saved), ("entailment", "not_entailment")) == ["entailment", "not_entailment"]

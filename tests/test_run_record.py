@@ -24,7 +24,8 @@ SCRIPTS = {"run_glue.py": run_glue, "run_squad_w_distillation.py": run_squad_w_d
 TYPED = {  # flags as users type them: aliases, bools both ways, a relative path, floats
     "run_glue.py": "--student_model_name_or_path s --teacher_model_name_or_path t --task_name rte --data_dir . "
                    "--do_mask True --alpha_corr 0.005 --per_gpu_train_batch_size 4 --no_group_by_length "
-                   "--init_classifier_as_zero --train_teacher --learning_rate 2e-5 --output_dir out",
+                   "--init_classifier_as_zero --train_teacher --learning_rate 2e-5 --output_dir out "
+                   "--mpo_input_shape 4,8 32,24 --report_to none",
     "run_squad_w_distillation.py": "--model_type distilbert --model s --data_dir d --train_file train.json "
                                    "--do_lower_case --alpha_ce 0.0 --output_dir out --output_dir_intermed i",
     "run_imdb_w_distillation.py": "--model s --teacher_model_name_or_path t --output_dir out --truncation head",
@@ -41,12 +42,22 @@ def parse(script: str, words: list[str]):
 
 @pytest.mark.parametrize("script", sorted(SCRIPTS))
 def test_the_recorded_command_reruns_with_the_same_values(script, tmp_path, monkeypatch):
+    for name in ("rte", "none", "head"):  # folders named like values that are not paths
+        (tmp_path / name).mkdir()
     monkeypatch.chdir(tmp_path)
     parsed = parse(script, TYPED[script].split())
     typed, command = resolved_args(parsed), shlex.split(command_line(script, parsed))
-    assert command[:2] == ["python", script]
+    assert command[:2] == ["python", os.path.join(REPO_ROOT, script)]
+    assert os.path.join(str(tmp_path), "rte") not in command and "/none" not in " ".join(command)
     monkeypatch.chdir(REPO_ROOT)  # from another directory: paths were recorded absolute
     assert resolved_args(parse(script, command[2:])) == typed
+
+
+def test_a_pipeline_command_is_recorded_in_the_pipelines_spelling():
+    from lm.pipeline import PIPELINE_SPELLING
+    parsed = parse("train_lm_distill.py", TYPED["train_lm_distill.py"].split())
+    command = shlex.split(command_line("train_lm_distill.py", parsed, PIPELINE_SPELLING))
+    assert "--dump_path" in command and "--force" in command and "--output_dir" not in command
 
 
 def test_every_flag_has_help_and_help_is_grouped_by_concern(capsys):

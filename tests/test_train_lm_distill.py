@@ -109,8 +109,9 @@ def test_the_distilbert_readme_recipe_runs_with_the_original_flag_names(lm, tmp_
            "--mlm", "--dump_path", tmp_path / "out", "--data_file", lm["corpus"], "--max_steps", 3, "--group_by_size",
            "--batch_size", 8, "--max_seq_length", 32, "--data_cache_dir", lm["cache"], "--disable_tqdm",
            "--report_to", "none")
-    results = read_json(tmp_path / "out" / "eval_results.json")
-    assert results["eval_perplexity"] > 1 and results["teacher_eval_perplexity"] > 1
+    # the pipeline's command trains, on every line (no --do_eval: nothing held out, nothing evaluated)
+    assert read_json(tmp_path / "out" / "train_results.json")["total_optimizer_steps"] == 3
+    assert not os.path.exists(tmp_path / "out" / "eval_results.json")
     log = read_json(tmp_path / "out" / "trainer_state.json")["log_history"][0]
     assert log["loss/kd_weighted"] == pytest.approx(5.0 * log["loss/kd"], rel=1e-5)
     assert log["loss/cos_weighted"] == pytest.approx(log["loss/cos"], rel=1e-5)
