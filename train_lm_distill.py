@@ -114,7 +114,7 @@ def run(argv: list[str] | None = None) -> dict:
     start, accelerator = start_run(train_args, parsed, script=__file__,
                                    spelling=PIPELINE_SPELLING if pipeline else None)
     if dump is not None:
-        start = dump.start(start)
+        start = dump.start(start, train_args)
 
     # ---- models: the teacher first (the student may be cut from it); one tokenizer for both
     load = dict(cache_dir=model_args.cache_dir, trust_remote_code=model_args.trust_remote_code)

@@ -29,7 +29,7 @@ from distill.model_files import check_model_files, has_tokenizer_files
 logger = logging.getLogger(__name__)
 
 PROBE_TEXT = "The quick brown fox jumps over the lazy dog; distillation costs 42.5%, naïvely."
-_GENERIC_LABEL = re.compile(r"^(LABEL_)?(\d+)$")
+_GENERIC_LABEL = re.compile(r"^(label[\s_-]?)?(\d+)$", re.IGNORECASE)
 # The usual other spellings of label names (keys as label_meaning writes them), each with one meaning in
 # every task; a "not_"/"non_" prefix is read apart (not_entail, non_entailment: not_entailment).
 LABEL_SPELLINGS = {"neg": "negative", "pos": "positive", "entail": "entailment", "entails": "entailment",
@@ -348,6 +348,10 @@ def check_teacher_labels(teacher: PreTrainedModel, student_order: list[str], num
         raise UsageError(f"teacher {teacher_path!r} has {teacher.config.num_labels} outputs but the task has "
                          f"{num_labels}; use a teacher fine-tuned on this task")
     names = model_label_names(teacher.config)
+    if names is None and task_labels and num_labels > 1 and list(student_order) != list(task_labels):
+        # ids at their own rows (LABEL_0, "0", ...) mean the task's order, as they do for the student
+        raise UsageError(f"teacher {teacher_path!r} has generic label names, i.e. the task's order "
+                         f"{list(task_labels)}, but the student's is {list(student_order)}; {fix}")
     if names is None:
         logger.warning("teacher %s has generic label names; assuming its label order is %s",
                        teacher_path, student_order)

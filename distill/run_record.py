@@ -36,7 +36,7 @@ def _default(f: dataclasses.Field):
 # when they exist here; the others always (they may be written by the run). No other value is touched: a
 # task called sst2 stays sst2 even next to a folder of that name.
 HUB_OR_PATH = frozenset({"model_name_or_path", "teacher_model", "tokenizer_name", "config_name", "dataset_name",
-                         "student_config", "ta_models"})
+                         "student_config"})
 PATHS = frozenset({"output_dir", "logging_dir", "output_dir_intermed", "cache_dir", "data_cache_dir",
                    "teacher_cache_dir", "data_dir", "train_file", "validation_file", "test_file", "predict_file",
                    "ax_file", "data_file", "lm_train_file", "seqkd_file", "preprocessed_data_file", "token_counts",
@@ -45,6 +45,8 @@ PATHS = frozenset({"output_dir", "logging_dir", "output_dir_intermed", "cache_di
 
 def normal_value(value, name: str):
     """A flag's value in the form that does not depend on how it was typed (see PATHS)."""
+    if name == "ta_models" and isinstance(value, str):  # models or layer counts: "path/to/ta,4"
+        return ",".join(v if v.strip().isdigit() else normal_value(v, "model_name_or_path") for v in value.split(","))
     if isinstance(value, str) and value and (name in PATHS or (name in HUB_OR_PATH and os.path.exists(value))):
         return os.path.realpath(value)
     return value

@@ -59,10 +59,7 @@ def is_pipeline_command(argv: list[str]) -> bool:
 
 
 def dump_files(train_args, tokenizer_path: str | None, parsed: tuple) -> DumpFiles:
-    """The pipeline's files for this run; its TensorBoard events go to <dump_path>/logs unless
-    --logging_dir says otherwise."""
-    if train_args.logging_dir is None:
-        train_args.logging_dir = os.path.join(train_args.output_dir, LOGS_DIR)
+    """The pipeline's files for this run."""
     name = os.path.basename(os.path.normpath(tokenizer_path)) if tokenizer_path else "data"
     return DumpFiles(train_args.output_dir, name, parsed)
 
@@ -119,7 +116,12 @@ class DumpFiles:
         start's clean-up removes after it was read, so it is written again."""
         return explicit is None or inside(explicit, self.dir)
 
-    def start(self, start: RunStart) -> RunStart:
+    def start(self, start: RunStart, train_args) -> RunStart:
+        """`start` that also writes the pipeline's run files when it claims the dir. The TensorBoard events
+        go to <dump_path>/logs unless --logging_dir says otherwise (set only now, after the run's record
+        was made: its command, rerun into another dump, logs there)."""
+        if train_args.logging_dir is None:
+            train_args.logging_dir = os.path.join(self.dir, LOGS_DIR)
         return DumpStart(**{f.name: getattr(start, f.name) for f in fields(start)}, files=self)
 
     def write_run_files(self) -> None:

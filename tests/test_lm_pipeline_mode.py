@@ -121,6 +121,7 @@ def test_the_seed_command_leaves_the_pipelines_files(files, first_run):
     assert "eval_results.json" not in names and params["do_eval"] is False
     command = read_json(dump / "run_args.json")["command"]
     assert f"--dump_path {dump}" in command and "--output_dir" not in command
+    assert "--logging_dir" not in command  # (rerun into another dump, it logs into that dump)
 
 
 def test_the_teacher_has_the_weights_of_teacher_pretrained(files, first_run):

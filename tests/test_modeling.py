@@ -121,6 +121,18 @@ def test_ids_as_names_are_the_tasks_labels_of_those_ids(saved, task, order, capl
         check_teacher_labels(teacher, list(task), len(task), "t", task_labels=task)
 
 
+def test_a_teacher_with_generic_names_has_the_tasks_order_like_a_student(caplog):
+    """Ids at their own rows mean the task's order for both models: with a student read as reversed
+    (its names are the ids 1, 0), such a teacher is another order."""
+    student = resolve_label_order(labelled(["1", "0"]), ("negative", "positive"))
+    for saved in (["0", "1"], ["LABEL_0", "LABEL_1"], ["label_0", "Label-1"]):
+        teacher = BertForSequenceClassification(labelled(saved))
+        with pytest.raises(UsageError, match="generic label names, i.e. the task's order"):
+            check_teacher_labels(teacher, student, 2, "t", task_labels=("negative", "positive"))
+        check_teacher_labels(teacher, ["negative", "positive"], 2, "t", task_labels=("negative", "positive"))
+    assert resolve_label_order(labelled(["label_1", "label_0"]), ("negative", "positive")) == student
+
+
 @pytest.mark.parametrize("saved", [["negative", "positive"], ["7", "8"], ["POS", "pos"]])
 def test_names_of_no_task_label_relabel_the_student_with_a_warning(saved, caplog):
     assert model_label_names(labelled(saved)) == saved  # as saved, for messages

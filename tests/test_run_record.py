@@ -25,7 +25,7 @@ TYPED = {  # flags as users type them: aliases, bools both ways, a relative path
     "run_glue.py": "--student_model_name_or_path s --teacher_model_name_or_path t --task_name rte --data_dir . "
                    "--do_mask True --alpha_corr 0.005 --per_gpu_train_batch_size 4 --no_group_by_length "
                    "--init_classifier_as_zero --train_teacher --learning_rate 2e-5 --output_dir out "
-                   "--mpo_input_shape 4,8 32,24 --report_to none",
+                   "--mpo_input_shape 4,8 32,24 --report_to none --ta_models ta,2",
     "run_squad_w_distillation.py": "--model_type distilbert --model s --data_dir d --train_file train.json "
                                    "--do_lower_case --alpha_ce 0.0 --output_dir out --output_dir_intermed i",
     "run_imdb_w_distillation.py": "--model s --teacher_model_name_or_path t --output_dir out --truncation head",
@@ -42,13 +42,15 @@ def parse(script: str, words: list[str]):
 
 @pytest.mark.parametrize("script", sorted(SCRIPTS))
 def test_the_recorded_command_reruns_with_the_same_values(script, tmp_path, monkeypatch):
-    for name in ("rte", "none", "head"):  # folders named like values that are not paths
+    for name in ("rte", "none", "head", "2", "ta"):  # folders named like values that are not paths (and a TA)
         (tmp_path / name).mkdir()
     monkeypatch.chdir(tmp_path)
     parsed = parse(script, TYPED[script].split())
     typed, command = resolved_args(parsed), shlex.split(command_line(script, parsed))
     assert command[:2] == ["python", os.path.join(REPO_ROOT, script)]
     assert os.path.join(str(tmp_path), "rte") not in command and "/none" not in " ".join(command)
+    if script == "run_glue.py":  # a TA dir made absolute, a TA layer count left alone
+        assert command[command.index("--ta_models") + 1] == f"{os.path.realpath(tmp_path)}/ta,2"
     monkeypatch.chdir(REPO_ROOT)  # from another directory: paths were recorded absolute
     assert resolved_args(parse(script, command[2:])) == typed
 
