@@ -19,6 +19,15 @@ from distill.errors import UsageError
 
 UTF8_BOM = b"\xef\xbb\xbf"
 # Formats users hand over by mistake, by their first bytes: (magic, what it is, what to do).
+PICKLE_MAGIC = tuple(bytes([0x80, protocol]) for protocol in range(2, 6))  # the PROTO opcode of protocols 2-5
+
+
+def is_pickle(path: str) -> bool:
+    """A pickle file, by name or by its first bytes; never opened as one here (unpickling runs code)."""
+    with open(path, "rb") as f:
+        return path.endswith((".pickle", ".pkl")) or f.read(2) in PICKLE_MAGIC
+
+
 _MAGIC = (
     (b"\x1f\x8b", "gzip-compressed", "decompress it first (gunzip)"),
     (b"PK\x03\x04", "a zip archive (a spreadsheet such as .xlsx, or a zipped folder)",
@@ -26,8 +35,8 @@ _MAGIC = (
     (b"BZh", "bzip2-compressed", "decompress it first (bunzip2)"),
     (b"\xfd7zXZ\x00", "xz-compressed", "decompress it first (unxz)"),
     (b"\x93NUMPY", "a numpy array file", "pass the text file"),
-    *((bytes([0x80, protocol]), "a pickle (e.g. the DistilBERT pipeline's binarised data), which can run code when "
-       "loaded", "pass the raw text file it was made from (one sequence per line)") for protocol in range(2, 6)),
+    *((magic, "a pickle (e.g. the DistilBERT pipeline's binarised data), which can run code when loaded",
+       "pass the raw text file it was made from (one sequence per line)") for magic in PICKLE_MAGIC),
     (b"\xff\xfe", "UTF-16 text", "save it as UTF-8"),
     (b"\xfe\xff", "UTF-16 text", "save it as UTF-8"),
 )

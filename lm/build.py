@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from distill.batching import PaddingCollator, TokenizedDataset
 from distill.errors import UsageError
+from distill.text_files import is_pickle
 from lm.data import (
     Documents,
     cached_documents,
@@ -79,13 +80,6 @@ def check_preprocessed_files(data_args, dump: DumpFiles | None) -> None:
         fix = (f"rerun without it and {made}, then reuse {ours}" if dump else
                f"name a new {ours} file instead: {made} into it, for later runs to reuse")
         raise UsageError(f"{flag} {path} is a pickle, which can run code when loaded; {fix}")
-
-
-def is_pickle(path: str) -> bool:
-    """A pickle file, by name or by its first bytes (the PROTO opcode of protocols 2-5)."""
-    with open(path, "rb") as f:
-        head = f.read(2)
-    return path.endswith((".pickle", ".pkl")) or (len(head) == 2 and head[0] == 0x80 and 2 <= head[1] <= 5)
 
 
 def _hub_documents(data_args, cached, cache_dir):
