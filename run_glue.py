@@ -63,12 +63,11 @@ CHAIN = ChainSpec(student_fields=("model_name_or_path", "config_name", "num_laye
 
 
 def run(argv: list[str] | None = None) -> dict:
-    argv = sys.argv[1:] if argv is None else list(argv)
     parsed = parse_command_line(FLAGS, argv)
     model_args, data_args, train_args, kd_args, teacher_args, opdf_args, feature_args, takd_args, compat = parsed
     train_args.default_actions()
     if takd_args.ta_models:  # teacher -> assistants -> student: this function once per stage
-        return run_chain(run, argv, FLAGS, parsed, CHAIN)
+        return run_chain(run, parsed, CHAIN)
     train_args.validate()
     kd_args.validate()
     opdf_args.validate()
@@ -142,7 +141,8 @@ def run(argv: list[str] | None = None) -> dict:
         teacher = make_learning_teacher(
             teacher_args, teacher_model, accelerator, is_regression=task.is_regression, student_objective=objective,
             quiz_dataset=encode(quiz_examples) if quiz_examples is not None else None, collator=collator,
-            quiz_batch_size=train_args.per_device_train_batch_size, seed=train_args.seed)
+            per_device_batch_size=train_args.per_device_train_batch_size,
+            accumulation_steps=train_args.gradient_accumulation_steps, seed=train_args.seed)
     elif teacher_model is not None:
         teacher = make_frozen_teacher(teacher_model, accelerator, train_args)
     os.makedirs(train_args.output_dir, exist_ok=True)

@@ -35,7 +35,7 @@ import sys
 from distill.args import TrainingArguments, parse_command_line, parse_layer_ids
 from distill.entry import cli_main, start_run, train_and_evaluate
 from distill.errors import UsageError
-from distill.modeling import check_model_type, check_same_vocabulary, load_tokenizer
+from distill.modeling import check_model_type, load_tokenizer
 from distill.teacher_cache import check_cache_request, make_frozen_teacher
 from distill.trainer import DistillationTrainer
 from lm.args import (
@@ -47,7 +47,14 @@ from lm.args import (
     translate_original_flags,
 )
 from lm.build import cache_refusal, causal_lm_data, check_preprocessed_files, load_documents, masked_lm_data
-from lm.models import build_student, check_lm_pair, check_teacher_pretrained, freeze_embeddings, load_teacher
+from lm.models import (
+    build_student,
+    check_lm_pair,
+    check_teacher_pretrained,
+    check_tokenizers,
+    freeze_embeddings,
+    load_teacher,
+)
 from lm.objective import LMDistillationObjective, perplexity_metrics
 from lm.pipeline import PIPELINE_SPELLING, dump_files, is_pipeline_command
 from minillm.args import GenerationArguments, MiniLLMArguments
@@ -87,7 +94,7 @@ def run(argv: list[str] | None = None) -> dict:
     if pipeline and not train_args.do_eval and data_args.validation_file is None:
         data_args.validation_split_percentage = 0.0
     if takd_args.ta_models:  # teacher -> assistants -> student: this function once per stage
-        return run_chain(run, argv, FLAGS, parsed, CHAIN)
+        return run_chain(run, parsed, CHAIN)
     if train_args.do_predict:
         raise UsageError("--do_predict: an LM has no test-server file; --do_eval reports held-out perplexity")
     launch.apply(train_args)
@@ -101,6 +108,11 @@ def run(argv: list[str] | None = None) -> dict:
                          "(drop --mlm)")
     # Pure SeqKD uses the teacher only to write the training responses; token-level KD on top is asked for
     # with --kd_ratio or --alpha_ce.
+    if train_args.do_eval and not holds_out(data_args, metric):
+        # refused before anything is written, any model loaded or the teacher answers (SeqKD)
+        raise UsageError(f"--do_eval needs held-out {'text' if metric == 'perplexity' else 'prompts'}, and "
+                         "--validation_split_percentage 0 holds none out: pass --validation_file or "
+                         "--validation_split_percentage > 0, or drop --do_eval")
     token_kd = has_teacher and (method != "seqkd" or loss_args.kd_ratio is not None or loss_args.alpha_ce is not None)
     if method != "minillm":
         loss_args.validate(token_kd)
@@ -111,24 +123,23 @@ def run(argv: list[str] | None = None) -> dict:
     tokenizer_path = model_args.tokenizer_name or model_args.teacher_model or model_args.model_name_or_path
     dump = dump_files(train_args, tokenizer_path, parsed) if pipeline else None
     check_preprocessed_files(data_args, dump)
+    # ---- one tokenizer for both models: the teacher's (and a pretrained student's) own must agree with it
+    load = dict(cache_dir=model_args.cache_dir, trust_remote_code=model_args.trust_remote_code)
+    if tokenizer_path is None:
+        raise UsageError("no tokenizer: pass --tokenizer_name (a model dir or Hub id) for a student built from "
+                         "--student_config")
+    tokenizer = load_tokenizer(tokenizer_path, **load)
+    check_tokenizers(tokenizer, tokenizer_path, model_args)
     start, accelerator = start_run(train_args, parsed, script=__file__,
                                    spelling=PIPELINE_SPELLING if pipeline else None)
     if dump is not None:
         start = dump.start(start, train_args)
 
-    # ---- models: the teacher first (the student may be cut from it); one tokenizer for both
-    load = dict(cache_dir=model_args.cache_dir, trust_remote_code=model_args.trust_remote_code)
+    # ---- models: the teacher first (the student may be cut from it)
     teacher = None
     if has_teacher:
         teacher = load_teacher(model_args, mlm)
         check_model_type(teacher, model_args.teacher_type, "--teacher_type")
-    if tokenizer_path is None:
-        raise UsageError("no tokenizer: pass --tokenizer_name (a model dir or Hub id) for a student built from "
-                         "--student_config")
-    tokenizer = load_tokenizer(tokenizer_path, **load)
-    if model_args.model_name_or_path and has_teacher:
-        check_same_vocabulary(load_tokenizer(model_args.model_name_or_path, **load), tokenizer,
-                              model_args.teacher_model)
     student = build_student(model_args, teacher, mlm, parse_layer_ids(model_args.student_layers), train_args.seed)
     check_model_type(student, model_args.student_type, "--student_type")
     frozen = freeze_embeddings(student, model_args.freeze_pos_embs, model_args.freeze_token_type_embds)
@@ -171,7 +182,7 @@ def run(argv: list[str] | None = None) -> dict:
             skew_lambda=loss_args.skew_lambda, restrict_ce_to_mask=loss_args.restrict_ce_to_mask,
             chunk_size=loss_args.kd_chunk_size)
     evaluator = None
-    if metric == "rougeL":
+    if metric == "rougeL" and train_args.do_eval:  # (training alone needs no held-out prompts)
         evaluator = rouge_evaluator(mini, data_args, generation, tokenizer, sampling,
                                     train_args.per_device_eval_batch_size, show_progress=not train_args.disable_tqdm)
     elif train_args.do_eval and val is None:
@@ -200,6 +211,13 @@ def run(argv: list[str] | None = None) -> dict:
         results.update(teacher_metrics)
         logger.info("teacher: %s", {k: round(v, 4) for k, v in teacher_metrics.items()})
     return results
+
+
+def holds_out(data_args, metric: str) -> bool:
+    """Whether the flags give held-out data to evaluate on: a validation file, a split of the training
+    data, or (perplexity) a Hub dataset, which may have its own validation split."""
+    return bool(data_args.validation_file or data_args.validation_split_percentage > 0
+                or (metric == "perplexity" and data_args.dataset_name))
 
 
 def main(argv: list[str] | None = None) -> int:

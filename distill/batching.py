@@ -1,12 +1,11 @@
 """Tokenised datasets, padding, and the batch orders the trainer iterates.
 
 The trainer owns batch order itself (rather than a DataLoader sampler hidden behind accelerate) so
-that (a) a resumed run replays exactly the same batches, and (b) with W processes each global batch
-is the same set of examples as the 1-process batch of W times the size, split W ways.
+that (a) a resumed run replays exactly the same batches, and (b) each optimizer step trains on the
+same set of examples for any split of its global batch into per-device batch × accumulation ×
+processes (only how they are divided into micro-batches and processes differs).
 """
 from __future__ import annotations
-
-import math
 
 import numpy as np
 import torch
@@ -59,54 +58,90 @@ class PaddingCollator:
         return batch
 
 
-def _split_global_batch(indices: list[int], world_size: int, rank: int) -> list[int]:
-    per_rank = math.ceil(len(indices) / world_size)
-    return indices[rank * per_rank:(rank + 1) * per_rank]
+def _split_evenly(indices: list[int], parts: int) -> list[list[int]]:
+    """`indices` cut into `parts` consecutive pieces whose sizes differ by at most one (larger first)."""
+    size, extra = divmod(len(indices), parts)
+    bounds = np.cumsum([0] + [size + (k < extra) for k in range(parts)])
+    return [indices[bounds[k]:bounds[k + 1]] for k in range(parts)]
 
 
 class TrainBatchOrder:
-    """Per-epoch micro-batch index lists for this process.
+    """Per-epoch optimizer steps, and their micro-batch index lists for this process.
 
-    `group_by_length`: shuffle, cut into mega-batches of 50 global batches, sort each by length, so a
-    batch holds similar lengths and dynamic padding wastes little. The order depends only on
-    (seed, epoch), never on global RNG state, so a resumed run sees the same batches.
+    The unit of the order is the optimizer step's global batch, S = batch_size × accumulation ×
+    world_size examples (as Hugging Face's `LengthGroupedSampler`): each epoch is a seeded permutation
+    cut into steps of S, so every split of S into per-device batch, accumulation and processes trains on
+    the same examples step by step; only their division into micro-batches and processes differs.
+    `group_by_length`: the permutation is cut into mega-batches of 50 steps, each sorted by length, so a
+    step (and each of its micro-batches) holds similar lengths and dynamic padding wastes little; the
+    steps are then shuffled, the longest first. The order depends only on (seed, epoch), never on global
+    RNG state, so a resumed run sees the same batches.
+
+    A step is split into `accumulation` micro-batches of batch_size × world_size examples, each split
+    over the processes. The epoch's last, partial step (r < S examples) is split as evenly: into as
+    many micro-batches as its size needs, at most r // world_size so that every process has an example
+    in each (only with batch_size 1 and r not a multiple of world_size does a process then get one
+    example more than batch_size). With r < world_size it would leave a process without data (a DDP
+    deadlock), so it is dropped; with one process nothing is ever dropped.
     """
 
     MEGABATCH = 50
 
     def __init__(self, lengths: list[int], batch_size: int, seed: int, group_by_length: bool = True,
-                 world_size: int = 1, rank: int = 0):
+                 world_size: int = 1, rank: int = 0, accumulation: int = 1):
         self.lengths = np.asarray(lengths)
         self.batch_size = batch_size
-        self.global_batch = batch_size * world_size
+        self.global_batch = batch_size * world_size  # one micro-batch, all processes
+        self.accumulation = accumulation
+        self.step_batch = self.global_batch * accumulation  # one optimizer step, all processes
         self.seed = seed
         self.group_by_length = group_by_length
         self.world_size = world_size
         self.rank = rank
 
-    def num_batches(self) -> int:
-        n = len(self.lengths) // self.global_batch
-        rest = len(self.lengths) % self.global_batch
-        # A last global batch with fewer examples than processes would leave a process without data
-        # (a DDP deadlock), so it is dropped; with one process nothing is ever dropped.
-        return n + (1 if rest >= self.world_size else 0)
+    def with_accumulation(self, accumulation: int) -> TrainBatchOrder:
+        """The same order with optimizer steps of `accumulation` micro-batches."""
+        return TrainBatchOrder(self.lengths, self.batch_size, self.seed, self.group_by_length, self.world_size,
+                               self.rank, accumulation)
 
-    def epoch_batches(self, epoch: int) -> list[list[int]]:
+    def _step_sizes(self) -> list[int]:
+        full, rest = divmod(len(self.lengths), self.step_batch)
+        return [self.step_batch] * full + ([rest] if rest >= self.world_size else [])
+
+    def _micro_batches(self, size: int) -> int:
+        if size == self.step_batch:
+            return self.accumulation
+        return max(1, min(-(-size // self.global_batch), size // self.world_size))
+
+    def num_steps(self) -> int:
+        return len(self._step_sizes())
+
+    def num_batches(self) -> int:
+        """Micro-batches per epoch (each process has as many)."""
+        return sum(self._micro_batches(n) for n in self._step_sizes())
+
+    def epoch_steps(self, epoch: int) -> list[list[list[int]]]:
+        """Per optimizer step of `epoch`, this process's index list of each micro-batch."""
         g = np.random.default_rng([self.seed, epoch])
         perm = g.permutation(len(self.lengths))
         if self.group_by_length:
-            mega = self.MEGABATCH * self.global_batch
+            mega = self.MEGABATCH * self.step_batch
             chunks = [perm[i:i + mega] for i in range(0, len(perm), mega)]
             perm = np.concatenate([c[np.argsort(-self.lengths[c], kind="stable")] for c in chunks])
-        batches = [perm[i:i + self.global_batch].tolist() for i in range(0, len(perm), self.global_batch)]
-        batches = batches[:self.num_batches()]
+        bounds = np.cumsum([0] + self._step_sizes())
+        steps = [perm[bounds[k]:bounds[k + 1]].tolist() for k in range(len(bounds) - 1)]
         if self.group_by_length:
-            order = g.permutation(len(batches))
-            batches = [batches[i] for i in order]
-            # Longest batch first: an out-of-memory error shows up at step 1, not hours in.
-            longest = max(range(len(batches)), key=lambda i: self.lengths[batches[i]].max())
-            batches.insert(0, batches.pop(longest))
-        return [_split_global_batch(b, self.world_size, self.rank) for b in batches]
+            order = g.permutation(len(steps))
+            steps = [steps[i] for i in order]
+            # Longest step first: an out-of-memory error shows up at step 1, not hours in.
+            longest = max(range(len(steps)), key=lambda i: self.lengths[steps[i]].max())
+            steps.insert(0, steps.pop(longest))
+        return [[_split_evenly(micro, self.world_size)[self.rank]
+                 for micro in _split_evenly(step, self._micro_batches(len(step)))] for step in steps]
+
+    def epoch_batches(self, epoch: int) -> list[list[int]]:
+        """This process's micro-batches of `epoch`, in order (the steps' concatenated)."""
+        return [micro for step in self.epoch_steps(epoch) for micro in step]
 
 
 def eval_batches(lengths: list[int], batch_size: int, world_size: int = 1, rank: int = 0) -> list[list[int]]:
@@ -129,16 +164,16 @@ class DatasetBatches:
     """
 
     def __init__(self, dataset: TokenizedDataset, collator, order: TrainBatchOrder, accumulation_steps: int):
-        self.dataset, self.collator, self.order, self.accumulation = dataset, collator, order, accumulation_steps
+        # The order is cut into optimizer steps (TrainBatchOrder), whatever accumulation it was made with.
+        self.dataset, self.collator, self.accumulation = dataset, collator, accumulation_steps
+        self.order = order.with_accumulation(accumulation_steps)
         self.num_examples = len(dataset)
 
     def steps_per_epoch(self) -> int:
-        return -(-self.order.num_batches() // self.accumulation)
+        return self.order.num_steps()
 
     def epoch_steps(self, epoch: int, skip: int, trainer=None):
-        batches = self.order.epoch_batches(epoch)
-        steps = [batches[i:i + self.accumulation] for i in range(0, len(batches), self.accumulation)]
-        for step_batches in steps[skip:]:
+        for step_batches in self.order.epoch_steps(epoch)[skip:]:
             yield [self.collator([self.dataset[i] for i in idx]) for idx in step_batches]
 
     def state_dict(self) -> dict:

@@ -55,9 +55,28 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(threads)
 
 
+MARKER = ".made_by_demo"  # a work dir the demo made; it removes only its own entries from it
+MADE = ("glue_data", "tokenizer", "teacher_init", "student_init", "teacher", "student_kd", "student_no_kd")
+
+
+def claim_work_dir(work: str) -> bool:
+    """Make `work` the demo's: a new or empty dir, or one an earlier demo made (its entries are removed,
+    anything else stays). False for a dir with other contents: it is never emptied."""
+    if os.path.isdir(work) and os.listdir(work) and not os.path.isfile(os.path.join(work, MARKER)):
+        return False
+    os.makedirs(work, exist_ok=True)
+    for name in MADE:
+        shutil.rmtree(os.path.join(work, name), ignore_errors=True)
+    open(os.path.join(work, MARKER), "w").close()
+    return True
+
+
 def run_demo(args: argparse.Namespace) -> int:
     work = args.work_dir
-    shutil.rmtree(work, ignore_errors=True)
+    if (os.path.exists(work) and not os.path.isdir(work)) or not claim_work_dir(work):
+        print(f"error: --work_dir {work} holds files the demo did not make; choose another --work_dir (the demo "
+              "writes its data, models and runs there)", file=sys.stderr)
+        return 2
     data_dir = write_toy_sst2(os.path.join(work, "glue_data", "SST-2"), n_train=args.train_examples, n_dev=1000,
                               label_noise=args.label_noise)
     tokenizer = build_tokenizer(os.path.join(work, "tokenizer"))

@@ -69,10 +69,16 @@ def group_name(dataclass_type) -> str:
 
 
 def command_line(script: str, parsed, spelling: dict[str, str] | None = None) -> str:
-    """`python <toolkit>/<script> --flag value ...` with every flag whose value differs from its default:
-    rerunning it, from any directory, parses to the same values. `spelling` renames flags (the DistilBERT
-    pipeline's mode is chosen by spelling --output_dir as --dump_path)."""
-    words = ["python", os.path.join(TOOLKIT_ROOT, script)]
+    """`python <toolkit>/<script> --flag value ...`: rerunning it, from any directory, parses to the same
+    values (see flag_words)."""
+    return shlex.join(["python", os.path.join(TOOLKIT_ROOT, script), *flag_words(parsed, spelling)])
+
+
+def flag_words(parsed, spelling: dict[str, str] | None = None) -> list[str]:
+    """The command-line words of every flag whose value differs from its default, in the form that parses
+    back to the same values (paths absolute, lists as words, booleans either way). `spelling` renames
+    flags (the DistilBERT pipeline's mode is chosen by spelling --output_dir as --dump_path)."""
+    words = []
     for args in parsed:
         for f in dataclasses.fields(args):
             value, default = normal_value(getattr(args, f.name), f.name), _default(f)
@@ -85,7 +91,7 @@ def command_line(script: str, parsed, spelling: dict[str, str] | None = None) ->
                 words += [flag, *map(str, value)]
             elif value is not None:
                 words += [flag, str(value)]
-    return shlex.join(words)
+    return words
 
 
 def library_versions() -> dict:

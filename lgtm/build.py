@@ -59,15 +59,18 @@ def split_quiz_data(train, dev, targs: TeacherLearningArguments, seed: int):
 
 def make_learning_teacher(targs: TeacherLearningArguments, model: nn.Module, accelerator, *, is_regression: bool,
                           student_objective, quiz_dataset: TokenizedDataset | None, collator: PaddingCollator,
-                          quiz_batch_size: int, seed: int):
-    """ProKTTeacher (--train_teacher) or LGTMTeacher (--train_teacher --use_lgtm)."""
+                          per_device_batch_size: int, accumulation_steps: int, seed: int):
+    """ProKTTeacher (--train_teacher) or LGTMTeacher (--train_teacher --use_lgtm). LGTM's quiz batch is
+    the optimizer step's global batch (per device × accumulation × processes), drawn alike for any split
+    of it, and read in micro-batches of the training micro-batch's size (lgtm/quiz.py)."""
     aux = TeacherAuxObjective(is_regression, targs.t_alpha_kd)
     if not targs.use_lgtm:
         return ProKTTeacher(model, accelerator, aux, targs.t_learning_rate)
     if quiz_dataset is None or len(quiz_dataset) == 0:
         raise UsageError("--use_lgtm needs quiz data: training data to hold out (--lgtm_quiz_source train) or a dev "
                          "set (--lgtm_quiz_source validation)")
-    quiz = QuizBatches(quiz_dataset, quiz_batch_size, seed, collator, accelerator.num_processes,
-                       accelerator.process_index)
+    step_batch = per_device_batch_size * accumulation_steps * accelerator.num_processes
+    quiz = QuizBatches(quiz_dataset, step_batch, seed, collator, accelerator.num_processes,
+                       accelerator.process_index, micro_batch_size=per_device_batch_size)
     return LGTMTeacher(model, accelerator, aux, targs.t_learning_rate, student_objective=student_objective, quiz=quiz,
                        influence=targs.lgtm_influence, fd_radius=targs.lgtm_fd_radius, exact=targs.lgtm_exact)

@@ -23,6 +23,7 @@ from distill.objective import weighted_loss
 from distill.optim import make_adamw, make_scheduler
 from distill.teacher import Teacher
 from distill.trainer import weighted_term_logs
+from lgtm.args import TeacherLearningArguments
 from lgtm.influence import exact_influence, finite_difference_influence, global_norm, logit_gradient, outputs
 from lgtm.objectives import TeacherAuxObjective
 from lgtm.quiz import QuizBatches
@@ -148,7 +149,8 @@ class LGTMTeacher(ProKTTeacher):
     """
 
     def __init__(self, model: nn.Module, accelerator, aux_objective: TeacherAuxObjective, learning_rate: float, *,
-                 student_objective, quiz: QuizBatches, influence: str = "student_kd", fd_radius: float = 0.01,
+                 student_objective, quiz: QuizBatches, influence: str = "student_kd",
+                 fd_radius: float = TeacherLearningArguments.lgtm_fd_radius,
                  exact: bool = False):
         super().__init__(model, accelerator, aux_objective, learning_rate)
         self.student_objective = student_objective
@@ -226,19 +228,27 @@ class LGTMTeacher(ProKTTeacher):
         return loss, self.optimizer.param_groups[0]["lr"]
 
     def _quiz_gradient(self, student: nn.Module, theta_prime: dict[str, torch.Tensor], trainer):
-        """v = ∇_θ' of the task loss (mean over the global quiz batch) of the student at θ' (train mode)."""
+        """v = ∇_θ' of the task loss (mean over the step's global quiz batch) of the student at θ' (train
+        mode). The quiz batch belongs to the optimizer step (lgtm/quiz.py); this process's share is
+        summed over its micro-batches, then over processes, so any split gives the same v."""
         acc = self.accelerator
-        batch = trainer._to_device(self.quiz.batch(trainer.state.global_step))
-        labels = batch["labels"]
-        n_quiz = acc.reduce(torch.tensor(float(labels.shape[0]), device=acc.device), "sum")
+        batches = [trainer._to_device(b) for b in self.quiz.micro_batches(trainer.state.global_step)]
+        local = sum(float(b["labels"].shape[0]) for b in batches)
+        n_quiz = acc.reduce(torch.tensor(local, device=acc.device), "sum")
         params = {n: p.requires_grad_(True) for n, p in theta_prime.items()}
         student.train()
-        with acc.autocast():
-            inputs = model_inputs(batch, trainer.student_inputs)
-            logits = functional_call(student, params, args=(), kwargs=inputs).logits
-        loss_sum = self.student_objective.eval_loss_sum(logits, labels)
-        grads = torch.autograd.grad(loss_sum / n_quiz, list(params.values()), allow_unused=True)
-        v = {n: torch.zeros_like(p) if g is None else g for (n, p), g in zip(params.items(), grads)}
+        v = {n: torch.zeros_like(p) for n, p in params.items()}
+        loss_total = torch.zeros((), device=acc.device, dtype=torch.float64)
+        for batch in batches:
+            with acc.autocast():
+                inputs = model_inputs(batch, trainer.student_inputs)
+                logits = functional_call(student, params, args=(), kwargs=inputs).logits
+            loss_sum = self.student_objective.eval_loss_sum(logits, batch["labels"])
+            grads = torch.autograd.grad(loss_sum / n_quiz, list(params.values()), allow_unused=True)
+            for (n, acc_v), g in zip(v.items(), grads):
+                if g is not None:
+                    acc_v.add_(g)
+            loss_total += loss_sum.detach().double()
         all_reduce_sum(list(v.values()))
-        quiz_loss = float(acc.reduce(loss_sum.detach(), "sum") / n_quiz)
+        quiz_loss = float(acc.reduce(loss_total, "sum") / n_quiz)
         return v, quiz_loss

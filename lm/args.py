@@ -162,7 +162,11 @@ class LMLossArguments:
                                                            "range": "[0, 1]"})
     kd_chunk_size: int = field(default=64, metadata={"range": ">= 1", "help": "Positions per chunk of the token-level "
                                                               "divergence (bounds its memory)."})
-    restrict_ce_to_mask: bool = field(default=False, metadata={"help": "MLM: distil on masked positions only."})
+    restrict_ce_to_mask: bool = field(default=False, metadata={"help": "MLM: the KD (--alpha_ce) and logit MSE "
+                                                                       "(--alpha_mse) terms use the masked positions "
+                                                                       "only; the cosine term (--alpha_cos) still "
+                                                                       "uses every real token, as in the original "
+                                                                       "DistilBERT code."})
     mlm_mask_prop: float = field(default=0.15,
                                  metadata={"help": "Fraction of tokens predicted in MLM.", "range": "(0, 1)"})
     word_mask: float = field(default=0.8, metadata={"range": "[0, 1]", "help": "Of those: replaced by [MASK]."})

@@ -23,7 +23,17 @@ from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, PretrainedC
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
 from distill.errors import UsageError
-from distill.modeling import check_max_length, check_vocab_fits, keep_layers, load_pretrained, load_source_config
+from distill.model_files import has_tokenizer_files
+from distill.modeling import (
+    check_max_length,
+    check_same_vocabulary,
+    check_vocab_fits,
+    keep_layers,
+    load_pretrained,
+    load_source_config,
+    load_teacher_tokenizer,
+    load_tokenizer,
+)
 from distill.run_dir import inside
 from distill.text_files import json_type, parse_json, read_text
 
@@ -61,6 +71,45 @@ def load_teacher(args, mlm: bool) -> PreTrainedModel:
                  "pass the weights of a model of that architecture and size, or the --teacher_name they were "
                  "trained from")
     return teacher.eval()
+
+
+def check_tokenizers(tokenizer, tokenizer_path: str, args) -> None:
+    """The run's tokenizer (`tokenizer`, from `tokenizer_path`: --tokenizer_name, else the teacher's, else
+    the student's) writes the ids both models read, so the teacher's own tokenizer must agree with it, and
+    so must a pretrained student's own (when its dir has one). A student built from --student_config
+    learns the run's ids: nothing to compare. The teacher's dir must hold its tokenizer (a teacher from
+    --teacher_pretrained: --teacher_name's), else nothing says which ids it was trained on."""
+    load = dict(cache_dir=args.cache_dir, trust_remote_code=args.trust_remote_code)
+    source = (f"--tokenizer_name {tokenizer_path!r}" if args.tokenizer_name else
+              f"the teacher {tokenizer_path!r}'s tokenizer" if tokenizer_path == args.teacher_model else
+              f"the student {tokenizer_path!r}'s tokenizer")
+    models = []
+    if args.teacher_model and not same_place(args.teacher_model, tokenizer_path):
+        models.append(("teacher", args.teacher_model, load_teacher_tokenizer(args.teacher_model, **load)))
+    student = args.model_name_or_path
+    if student and not same_place(student, tokenizer_path):
+        if os.path.isdir(student) and not has_tokenizer_files(student):
+            logger.info("the student %s holds no tokenizer of its own: it reads %s", student, source)
+        else:
+            models.append(("student", student, load_tokenizer(student, **load)))
+    for role, path, own in models:
+        try:
+            check_same_vocabulary(tokenizer, own, path)
+        except UsageError:
+            detail = (f"{len(own)} tokens each, other ids" if len(own) == len(tokenizer) else
+                      f"{len(own)} vs {len(tokenizer)} tokens")
+            raise UsageError(
+                f"the {role} {path!r} and {source} have different vocabularies ({detail}): the {role} was "
+                f"trained on its own tokenizer's ids, and both models read the run's; pass --tokenizer_name {path} "
+                f"(the {role}'s tokenizer), or distil between models that share one"
+            ) from None
+
+
+def same_place(a: str, b: str) -> bool:
+    """Whether two model dirs / Hub ids name the same thing (the same dir spelt two ways, too)."""
+    if os.path.isdir(a) and os.path.isdir(b):
+        return os.path.realpath(a) == os.path.realpath(b)
+    return a == b
 
 
 GENERIC_CONFIG_FIELDS = {"bos_token_id", "eos_token_id", "pad_token_id", "tie_word_embeddings"}

@@ -5,8 +5,10 @@
 each term averaged over its own positions of the whole optimizer step:
 - causal LM: position t predicts token t+1; every term uses the positions whose next token has a
   label (not padding; not the prompt when the data has prompts);
-- masked LM: the LM term uses the masked positions; the others all real tokens, or the masked ones
-  with `restrict_ce_to_mask`.
+- masked LM: the LM term uses the masked positions; the others all real tokens, except that with
+  `restrict_ce_to_mask` the KD and MSE terms use the masked positions only; the cosine term keeps
+  every real token, as in the original DistilBERT code (distiller.py: `mlm_labels > -1` selects the
+  logits of the CE and MSE terms, the attention mask the hidden states of the cosine term).
 Logit terms run chunk by chunk over positions (losses/token_kd.py), so no (B, T, V) float32
 temporaries of either model are materialised; logits are sliced to the tokenizer's vocabulary.
 """
@@ -49,14 +51,24 @@ class LMDistillationObjective(Objective):
         return (labels != IGNORE).flatten().nonzero().squeeze(1), labels.clamp(min=0)
 
     def kd_positions(self, batch, lm_positions: torch.Tensor) -> torch.Tensor:
+        """Positions of the logit terms (KD, MSE)."""
         if self.mlm and not self.restrict_ce_to_mask:
+            return self.cos_positions(batch, lm_positions)
+        return lm_positions
+
+    def cos_positions(self, batch, lm_positions: torch.Tensor) -> torch.Tensor:
+        """Positions of the hidden-state cosine term: every real token for masked LMs, whatever
+        `restrict_ce_to_mask` says (as in the original DistilBERT code)."""
+        if self.mlm:
             return batch["attention_mask"].flatten().nonzero().squeeze(1)  # every real token
         return lm_positions
 
     def counts(self, batch):
         lm_positions, _ = self.lm_targets(batch)
         n_kd = float(self.kd_positions(batch, lm_positions).numel())
-        return {k: float(lm_positions.numel()) if k == self.lm_term else n_kd for k in self.weights}
+        n_cos = float(self.cos_positions(batch, lm_positions).numel()) if "cos" in self.weights else 0.0
+        return {k: float(lm_positions.numel()) if k == self.lm_term else n_cos if k == "cos" else n_kd
+                for k in self.weights}
 
     # ------------------------------------------------------------------ training loss
     def loss_sums(self, batch, student_outputs, teacher_outputs):
@@ -76,8 +88,9 @@ class LMDistillationObjective(Objective):
             sums["mse"] = chunked_divergence_sum(s_logits, t_logits, positions, self.logit_mse, self.chunk_size,
                                                  self.vocab_size)
         if "cos" in self.weights:
-            h_s = student_outputs.hidden_states[-1].flatten(0, 1).index_select(0, positions)  # (n, d)
-            h_t = teacher_outputs.hidden_states[-1].flatten(0, 1).index_select(0, positions)  # (n, d)
+            cos_positions = self.cos_positions(batch, lm_positions)
+            h_s = student_outputs.hidden_states[-1].flatten(0, 1).index_select(0, cos_positions)  # (n, d)
+            h_t = teacher_outputs.hidden_states[-1].flatten(0, 1).index_select(0, cos_positions)  # (n, d)
             sums["cos"] = (1.0 - F.cosine_similarity(h_s.float(), h_t.float(), dim=-1)).sum()
         return sums
 

@@ -58,14 +58,17 @@ def minillm_training(mini, data_args, train_args, tokenizer, teacher_model, samp
 def seqkd_documents(mini, data_args, model_args, tokenizer, teacher_model, sampling: dict, seed: int,
                     batch_size: int):
     """(training documents: the prompts with the teacher's responses, held-out documents: with the
-    gold responses)."""
+    gold responses; none when nothing is held out)."""
     train_records, val_records = prompt_records(data_args)
     prompts = encode_prompts(train_records, tokenizer, mini.max_prompt_length)
     key = responses_key(model_args.teacher_model, prompts, sampling, seed)
     path = mini.seqkd_file or os.path.join(data_args.data_cache_dir or DEFAULT_CACHE, f"seqkd-{key}.jsonl")
     rows = teacher_responses(teacher_model, tokenizer, train_records, prompts, path=path, key=key, sampling=sampling,
                              seed=seed, batch_size=batch_size)
-    return tokenize_records(rows, tokenizer, True), tokenize_records(val_records, tokenizer, True)
+    train = tokenize_records(rows, tokenizer, True)
+    if not val_records:  # nothing held out (--validation_split_percentage 0, training alone): no documents
+        return train, train.subset(len(train), len(train))
+    return train, tokenize_records(val_records, tokenizer, True)
 
 
 def rouge_evaluator(mini, data_args, generation, tokenizer, sampling: dict, batch_size: int,

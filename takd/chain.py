@@ -19,17 +19,16 @@ import json
 import logging
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import MISSING, dataclass, fields, replace
 
 import torch
 
-from distill.args import flag_aliases
 from distill.entry import on_main_process
 from distill.errors import UsageError
 from distill.io_utils import atomic_write_json
 from distill.modeling import load_source_config
 from distill.run_dir import LOCK_FILE, flag_differences, lock_dir, run_flags
-from distill.run_record import TRAINING_RECORD, run_record
+from distill.run_record import TRAINING_RECORD, flag_words, run_record
 from distill.trainer import process_state
 from takd.args import Assistant, TAKDArguments, spread_layers
 from takd.summary import format_table, write_summary
@@ -37,7 +36,6 @@ from takd.summary import format_table, write_summary
 logger = logging.getLogger(__name__)
 
 CHAIN_FILE, STAGE_FILE = "takd_chain.json", "takd_stage.json"
-PER_STAGE_FLAGS = ("output_dir", "teacher_model", "logging_dir", "resume_from_checkpoint")
 
 
 @dataclass(frozen=True)
@@ -60,8 +58,7 @@ class Stage:
     budget: tuple[tuple[str, float], ...] = ()  # (flag, value) replacing the main flags in this stage
 
 
-def run_chain(run: Callable[[list[str]], dict], argv: list[str], flag_types: tuple, parsed: tuple,
-              spec: ChainSpec) -> dict:
+def run_chain(run: Callable[[list[str]], dict], parsed: tuple, spec: ChainSpec) -> dict:
     """Run every stage of the chain that --ta_models asks for; returns the last stage's results with
     the summary under "takd_summary"."""
     def flag(name):
@@ -78,7 +75,6 @@ def run_chain(run: Callable[[list[str]], dict], argv: list[str], flag_types: tup
     out, overwrite, teacher = flag("output_dir"), flag("overwrite_output_dir"), flag("teacher_model")
     stages = plan_stages(takd, out, teacher, lambda path: load_source_config(path, flag("cache_dir"),
                                                                                flag("trust_remote_code")))
-    argv = command_line_tokens(argv)
     state = process_state(flag("use_cpu"))
     chain = {"stages": [s.name for s in stages], "settings": run_flags(parsed)}  # the flags that define it
 
@@ -109,7 +105,7 @@ def run_chain(run: Callable[[list[str]], dict], argv: list[str], flag_types: tup
                 stage_result = json.load(f)
             logger.info("TAKD stage %d/%d (%s) finished earlier: skipped", stage.index, len(stages), stage.name)
         else:
-            stage_args = stage_argv(argv, flag_types, spec, stage, teacher, flag("logging_dir"))
+            stage_args = stage_argv(parsed, spec, stage, teacher)
             if retrained and "--overwrite_output_dir" not in stage_args:
                 stage_args.append("--overwrite_output_dir")
             results = run_stage(run, stage_args, stage, stages, teacher)
@@ -169,63 +165,35 @@ def plan_stages(takd: TAKDArguments, output_dir: str, teacher: str, load_config)
     return stages
 
 
-def stage_argv(argv: list[str], flag_types: tuple, spec: ChainSpec, stage: Stage, teacher: str,
-               logging_dir: str | None) -> list[str]:
-    """The command line of one stage: the chain's, with this stage's teacher, student, output dir
-    and budget."""
-    drop = set(PER_STAGE_FLAGS) | {f.name for f in fields(TAKDArguments)}
-    add = ["--output_dir", stage.dir, "--teacher_model", teacher]
-    if logging_dir:
-        add += ["--logging_dir", os.path.join(logging_dir, os.path.basename(stage.dir))]
+def stage_argv(parsed: tuple, spec: ChainSpec, stage: Stage, teacher: str) -> list[str]:
+    """The command line of one stage, built from the chain's parsed flags (not from the words the user
+    typed, which may have come from an argument file): this stage's teacher, student, output dir and
+    budget replace the chain's; the TA flags, and flags about the chain's first teacher in later stages,
+    go back to their defaults."""
+    defaults = {f.name for f in fields(TAKDArguments)} | {"resume_from_checkpoint"}
     if stage.index > 1:
-        drop |= set(spec.first_teacher_fields)
+        defaults |= set(spec.first_teacher_fields)
+    values = {"output_dir": stage.dir, "teacher_model": teacher}
+    logging_dir = next((p.logging_dir for p in parsed if hasattr(p, "logging_dir")), None)
+    if logging_dir:
+        values["logging_dir"] = os.path.join(logging_dir, os.path.basename(stage.dir))
     if stage.assistant is not None:
-        drop |= set(spec.student_fields)
+        defaults |= set(spec.student_fields)
         if stage.layer_ids is not None:  # copied from the previous model of the chain: this stage's teacher
-            add += ["--model_name_or_path", teacher, "--student_layers", ",".join(map(str, stage.layer_ids))]
+            values |= {"model_name_or_path": teacher, "student_layers": ",".join(map(str, stage.layer_ids))}
         else:
-            add += ["--model_name_or_path", stage.assistant.path]
-        for name, value in stage.budget:
-            drop.add(name)
-            add += [f"--{name}", str(value)]
-    return strip_flags(argv, flag_spellings(flag_types, drop)) + add
+            values["model_name_or_path"] = stage.assistant.path
+        values |= dict(stage.budget)
+    staged = []
+    for args in parsed:
+        changes = {f.name: _default(f) for f in fields(args) if f.name in defaults}
+        changes |= {name: value for name, value in values.items() if name in {f.name for f in fields(args)}}
+        staged.append(replace(args, **changes))
+    return flag_words(staged)
 
 
-def command_line_tokens(argv: list[str]) -> list[str]:
-    """argv, or the flags of a single .json argument file (HF style) as argv."""
-    if not (len(argv) == 1 and argv[0].endswith(".json")):
-        return argv
-    with open(argv[0], encoding="utf-8") as f:
-        raw = json.load(f)
-    tokens = []
-    for key, value in raw.items():
-        if value is not None:
-            tokens += [f"--{key}", str(value).lower() if isinstance(value, bool) else str(value)]
-    return tokens
-
-
-def flag_spellings(flag_types: tuple, names: set[str]) -> set[str]:
-    """Every command-line spelling of the fields `names`: --name and its aliases."""
-    aliases = flag_aliases(flag_types)
-    return {f"--{n}" for n in names} | {f"--{alias}" for alias, n in aliases.items() if n in names}
-
-
-def flag_groups(argv: list[str]) -> list[tuple[str, ...]]:
-    """argv as (flag, value, ...) groups: a flag with its values (`--a=1` is the group ('--a', '1'))."""
-    groups = []
-    for token in argv:
-        if token.startswith("--"):
-            name, eq, value = token.partition("=")
-            groups.append((name, value) if eq else (name,))
-        elif groups:
-            groups[-1] = (*groups[-1], token)
-        else:
-            groups.append(("", token))
-    return groups
-
-
-def strip_flags(argv: list[str], spellings: set[str]) -> list[str]:
-    return [token for group in flag_groups(argv) if group[0] not in spellings for token in group]
+def _default(f):
+    return f.default_factory() if f.default_factory is not MISSING else f.default
 
 
 def check_output_dir(output_dir: str, chain: dict, overwrite: bool) -> dict | None:

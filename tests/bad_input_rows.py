@@ -45,7 +45,7 @@ ROWS = [
                                                           os.path.join(FIXTURES, "MNLI"), teacher=t["teacher"]),
      ["2 outputs but the task has 3"]),
     ("teacher with another vocabulary", "glue", lambda t, b: glue(t, teacher=b["other_vocab_teacher"]),
-     ["vocabular"]),
+     ["vocabular", "probe ids differ: True"]),  # (same size: the ids tell them apart)
     ("hidden-size mismatch for a feature loss", "glue",
      lambda t, b: glue(t, "--alpha_ce", "0.5", "--alpha_glue", "0.5", "--alpha_cos", "1", teacher=b["wide_teacher"]),
      ["hidden", "48", "32"]),

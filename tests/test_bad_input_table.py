@@ -45,10 +45,13 @@ def bad(toy, tmp_path_factory):
     (root / "train_unknown_label.csv").write_text("sentence,label\ngood film,positive\nbad film,maybe\n")
     paths["wide_teacher"] = build_bert(str(root / "wide_teacher"), tok, layers=2, seed=5, hidden=48, heads=2,
                                        intermediate=64)
-    # a teacher whose tokenizer has other ids for the same words
-    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *sorted(tok.get_vocab(), reverse=True)[:40]]
-    (root / "vocab.txt").write_text("\n".join(dict.fromkeys(words)) + "\n")
-    other_tok = BertTokenizerFast(vocab_file=str(root / "vocab.txt"))
+    # a teacher whose tokenizer has other ids for the same words: the same size, so only the ids tell them
+    # apart (transformers 5 ignores BertTokenizerFast(vocab_file=...): vocab= is read, and checked here)
+    special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    words = special + sorted((w for w in tok.get_vocab() if w not in special), reverse=True)
+    (root / "vocab.txt").write_text("\n".join(words) + "\n")
+    other_tok = BertTokenizerFast(vocab=str(root / "vocab.txt"), do_lower_case=True)
+    assert len(other_tok) == len(tok) and other_tok("good film")["input_ids"] != tok("good film")["input_ids"]
     torch.manual_seed(0)
     BertForSequenceClassification(BertConfig(vocab_size=len(other_tok), hidden_size=32, num_hidden_layers=1,
                                              num_attention_heads=2, intermediate_size=64)).save_pretrained(

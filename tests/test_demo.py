@@ -18,3 +18,23 @@ def test_demo_runs_end_to_end_and_prints_the_table(tmp_path, capsys):
     # the KD run really distilled from the fine-tuned teacher
     with open(os.path.join(work, "student_kd", "trainer_state.json"), encoding="utf-8") as f:
         assert any("loss/kd" in e for e in json.load(f)["log_history"])
+
+
+def test_the_demo_never_empties_a_dir_it_did_not_make(tmp_path, capsys):
+    mine = tmp_path / "thesis"
+    mine.mkdir()
+    (mine / "chapter1.tex").write_text("years of work")
+    assert demo.main(["--work_dir", str(mine), "--train_examples", "50", "--epochs", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: --work_dir") and "did not make" in err[0]
+    assert os.listdir(mine) == ["chapter1.tex"] and (mine / "chapter1.tex").read_text() == "years of work"
+
+
+def test_a_rerun_replaces_what_the_demo_made_and_keeps_the_rest(tmp_path, monkeypatch):
+    work = tmp_path / "demo"
+    monkeypatch.setattr(demo, "run_step", lambda title, argv: {"eval_accuracy": 0.5, "train_runtime": 0.0})
+    assert demo.main(["--work_dir", str(work), "--train_examples", "50", "--epochs", "1"]) == 0
+    (work / "tokenizer" / "stale.txt").write_text("from the first run")
+    (work / "notes.txt").write_text("the user's")
+    assert demo.main(["--work_dir", str(work), "--train_examples", "50", "--epochs", "1"]) == 0
+    assert not (work / "tokenizer" / "stale.txt").exists() and (work / "notes.txt").read_text() == "the user's"

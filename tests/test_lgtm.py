@@ -292,11 +292,35 @@ def test_quiz_split_is_disjoint_seeded_and_complete():
 
 
 def test_quiz_batches_are_a_pure_function_of_the_step(toy):
-    quiz = _quiz(toy, 7)  # 7 examples, batches of 3: 3 batches per pass (the last one short)
-    first = [quiz.indices(s) for s in range(6)]
-    assert sorted(i for b in first[:3] for i in b) == list(range(7))  # one pass covers every example
+    quiz = _quiz(toy, 7)  # 7 examples, batches of 3: the stream wraps from one shuffle into the next
+    first = [quiz.indices(s) for s in range(7)]
+    stream = [i for b in first for i in b]
+    assert sorted(stream[:7]) == sorted(stream[7:14]) == list(range(7))  # each pass covers every example
+    assert stream[:7] != stream[7:14]  # and each pass is a new shuffle
     fresh = _quiz(toy, 7)
     assert [fresh.indices(s) for s in (4, 0, 5)] == [first[4], first[0], first[5]]  # any order, same batches
+
+
+def test_quiz_batches_keep_their_size_when_the_set_is_not_a_multiple_of_it(toy):
+    """20 quiz examples, quiz batches of 16: 16, 16, 16, ... (wrapping into the next shuffle), never the
+    16, 4, 16, 4 of cutting each pass. The quiz gradient is a mean, but its norm, and with it the influence
+    (linear in it), carries noise ∝ 1/√B: a batch of 4 would roughly double the influence every other step."""
+    dataset, tok = toy_dataset(toy, 20, seed=5)
+    quiz = QuizBatches(dataset, 16, seed=0, collator=PaddingCollator(tok.pad_token_id))
+    batches = [quiz.indices(s) for s in range(10)]
+    assert [len(b) for b in batches] == [16] * 10
+    counts = np.bincount([i for b in batches for i in b], minlength=20)
+    assert counts.tolist() == [8] * 20  # 160 draws = 8 passes: every example equally often
+    # micro-batches and processes split the same global batch; their union is the 1-process batch
+    shares = [QuizBatches(dataset, 16, 0, PaddingCollator(tok.pad_token_id), world_size=2, rank=r,
+                          micro_batch_size=3) for r in (0, 1)]
+    for step in (0, 1, 7):
+        assert shares[0].indices(step) + shares[1].indices(step) == batches[step]
+        rows = [m["labels"].shape[0] for r in shares for m in r.micro_batches(step)]
+        assert rows == [3, 3, 2] * 2
+    # a quiz set smaller than the batch: the whole set each step, still one size
+    small = QuizBatches(toy_dataset(toy, 5)[0], 16, 0, PaddingCollator(tok.pad_token_id))
+    assert [sorted(small.indices(s)) for s in range(3)] == [list(range(5))] * 3
 
 
 def test_zero_output_layer_zeroes_only_the_last_linear():
@@ -323,3 +347,33 @@ def test_zero_output_layer_zeroes_only_the_last_linear():
         assert not layer.weight.any() and not layer.bias.any()
         if untouched:
             assert model.get_submodule(untouched).weight.any()
+
+
+def test_finite_difference_at_the_default_radius_is_within_its_truncation_bound(toy):
+    """At the default `--lgtm_fd_radius` the central difference is within 2e-4 (relative) of the exact
+    influence on the toy pair, with a real quiz gradient as v. Measured here (float32): 6.1e-5 at r = 1e-3,
+    3.9e-5 at 3e-3, 3.6e-4 at 0.01, 3.2e-3 at 0.03, 0.40 at 1.0: truncation (∝ r²) above 3e-3, float32
+    rounding (∝ u/r²) below. The toy pair has the strongest curvature we measured (~20× a MiniLM-size
+    pair's at the same r, docs/lgtm.md), so it bounds the truncation error. 2e-4 leaves 5× margin over
+    r = 3e-3 for other CPUs' rounding and fails r = 0.01 (the old default) and anything larger."""
+    from distill.modeling import forward_input_names
+    from lgtm.args import TeacherLearningArguments
+    radius = TeacherLearningArguments().lgtm_fd_radius
+    dataset, tok = toy_dataset(toy, 16, 0)
+    collate = PaddingCollator(tok.pad_token_id)
+    batch, quiz = collate([dataset[i] for i in range(8)]), collate([dataset[i] for i in range(8, 16)])
+    student, teacher = no_dropout_bert(toy["student"]).eval(), no_dropout_bert(toy["teacher"]).eval()
+    objective = SequenceClassificationObjective(False, True, alpha_kd=0.5, temperature=2.0)
+    names = set(forward_input_names(student)) | {"labels"}
+    theta = dict(student.named_parameters())
+    quiz_loss = objective.eval_loss_sum(student(**_inputs(student, quiz)).logits, quiz["labels"]) / 8
+    v = dict(zip(theta, torch.autograd.grad(quiz_loss, list(theta.values()))))  # the quiz gradient
+    counts = {k: 8.0 for k in objective.weights}
+    loss = lambda b, s, t: weighted_loss(objective.weights, objective.loss_sums(b, outputs(s), outputs(t)), counts)  # noqa: E731
+    with torch.no_grad():
+        t_logits = teacher(**_inputs(teacher, batch)).logits
+    off = torch.autocast("cpu", enabled=False)
+    exact = exact_influence(student, theta, v, [batch], [t_logits], loss, names, lambda: off)[0]
+    fd = finite_difference_influence(student, theta, v, radius, [batch], [t_logits], loss, names, lambda: off)[0]
+    assert exact.norm() > 0
+    assert float((fd - exact).norm() / exact.norm()) < 2e-4

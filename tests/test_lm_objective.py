@@ -94,3 +94,29 @@ def test_eval_predictions_are_per_sequence_nll_sums_and_token_counts():
     nll_row1 = F.cross_entropy(s[1, :2], torch.tensor([2, 3]), reduction="sum")
     assert pred[1, 0].item() == pytest.approx(nll_row1.item(), rel=1e-5)
     assert obj.eval_loss(pred.numpy(), None) == pytest.approx(pred[:, 0].sum().item() / 6, rel=1e-6)
+
+
+def test_restrict_ce_to_mask_restricts_kd_and_mse_but_cosine_keeps_every_real_token():
+    """As in the original DistilBERT distiller.py: with restrict_ce_to_mask the KD (CE) and MSE terms use
+    the MLM-predicted positions (mlm_labels > -1); the cosine term uses every real token (attention mask)."""
+    torch.manual_seed(4)
+    labels = torch.tensor([[-100, 4, -100, -100], [-100, -100, 7, -100]])
+    batch = {"input_ids": torch.tensor([[1, 3, 5, 2], [1, 6, 3, 2]]),
+             "attention_mask": torch.tensor([[1, 1, 1, 1], [1, 1, 1, 0]]), "labels": labels}
+    weights = {"kd": 1.0, "mlm": 1.0, "mse": 1.0, "cos": 1.0}
+    s, t = torch.randn(2, 4, 9), torch.randn(2, 4, 9)
+    hs, ht = torch.randn(2, 4, 6), torch.randn(2, 4, 6)
+    plain = LMDistillationObjective(weights, mlm=True, vocab_size=9, temperature=2.0)
+    restricted = LMDistillationObjective(weights, mlm=True, vocab_size=9, temperature=2.0, restrict_ce_to_mask=True)
+    real, masked = batch["attention_mask"].bool(), labels != -100
+    cos = (1 - F.cosine_similarity(hs[real], ht[real], dim=-1)).sum()
+    assert plain.counts(batch) == {"kd": 7.0, "mlm": 2.0, "mse": 7.0, "cos": 7.0}
+    assert restricted.counts(batch) == {"kd": 2.0, "mlm": 2.0, "mse": 2.0, "cos": 7.0}
+    for obj in (plain, restricted):
+        sums = obj.loss_sums(batch, outputs(s, hs), outputs(t, ht))
+        assert sums["cos"].item() == pytest.approx(cos.item(), rel=1e-5)
+    sums = restricted.loss_sums(batch, outputs(s, hs), outputs(t, ht))
+    assert sums["mse"].item() == pytest.approx((s - t)[masked].pow(2).sum().item(), rel=1e-5)
+    kl = F.kl_div(F.log_softmax(s[masked] / 2, -1), F.log_softmax(t[masked] / 2, -1), log_target=True,
+                  reduction="sum") * 4  # τ² = 4
+    assert sums["kd"].item() == pytest.approx(kl.item(), rel=1e-5)

@@ -169,3 +169,43 @@ def test_the_evaluation_job_s_settings_run_as_written(gen, tmp_path):
     seeds = {row["seed"] for row in read_jsonl(out / "eval_generations.jsonl")}
     assert seeds == {10, 20, 30, 40, 50}  # the paper's five sampling seeds
     assert (out / "eval_run_args.json").exists() and not (out / "model.safetensors").exists()
+
+
+def no_validation(argv):
+    """`argv` with --validation_split_percentage 0 (and no --validation_file)."""
+    argv = [str(a) for a in argv]
+    i = argv.index("--validation_split_percentage")
+    argv[i + 1] = "0"
+    return argv
+
+
+def seqkd_args(gen, out, store, *extra):
+    return common(gen, out, "--method", "seqkd", "--teacher_name_or_path", gen["teacher"], "--seqkd_file", store,
+                  "--max_steps", 1, "--report_to", "none", *extra)
+
+
+@pytest.mark.parametrize("method", ["minillm", "seqkd"])
+def test_training_alone_needs_no_held_out_prompts(gen, tmp_path, method):
+    out = tmp_path / "out"
+    argv = (minillm_args(gen, out, "--max_steps", 1, "--report_to", "none") if method == "minillm"
+            else seqkd_args(gen, out, tmp_path / "seqkd.jsonl"))
+    run_ok(*no_validation(argv), "--do_train")
+    assert (out / "model.safetensors").exists() and not (out / "eval_results.json").exists()
+    if method == "seqkd":  # every training prompt answered, none held out
+        assert len(read_jsonl(tmp_path / "seqkd.jsonl")) == len(read_records(gen["pr"]))
+
+
+@pytest.mark.parametrize("method", ["minillm", "seqkd"])
+def test_evaluation_with_nothing_held_out_is_refused_up_front(gen, tmp_path, capsys, method, monkeypatch):
+    out = tmp_path / "out"
+    store = tmp_path / "seqkd.jsonl"
+    argv = (minillm_args(gen, out, "--max_steps", 1, "--report_to", "none") if method == "minillm"
+            else seqkd_args(gen, out, store))
+
+    def no_model(*a, **k):
+        raise AssertionError("a model was loaded before the refusal")
+    monkeypatch.setattr(train_lm_distill, "load_teacher", no_model)
+    err = run_error(capsys, *no_validation(argv), "--do_train", "--do_eval")
+    assert "--do_eval" in err and "--validation_file" in err, err
+    assert not out.exists() or not any(out.iterdir())
+    assert not store.exists()

@@ -193,3 +193,40 @@ def test_student_checkpoint_with_another_mnli_label_order_is_reconciled(toy, tmp
     with torch.no_grad():
         expected = [trained.config.id2label[i] for i in trained(**enc).logits.argmax(-1).tolist()]
     assert [r[1] for r in read_tsv(tmp_path / "out" / "MNLI-m.tsv")[1:]] == expected
+
+
+def test_kd_with_length_grouping_is_the_same_for_any_split_of_the_optimizer_step(toy, tmp_path):
+    """16×1 and 8×2 (per-device batch × accumulation) are one optimizer step of 16 examples. Length grouping
+    (on by default) cuts the data into optimizer steps, not micro-batches, so both train on the same
+    examples step by step and end with the same student."""
+    from conftest import no_dropout_bert, no_gradient
+    from safetensors.torch import load_file
+    paths = {}
+    for name in ("student", "teacher"):  # without dropout: every split computes the same function
+        paths[name] = str(tmp_path / name)
+        no_dropout_bert(toy[name]).save_pretrained(paths[name])
+        AutoTokenizer.from_pretrained(toy[name]).save_pretrained(paths[name])
+    lengths = {len(r[0].split()) for r in read_tsv(os.path.join(toy["task"], "train.tsv"))[1:]}
+    assert len(lengths) > 5  # sentences of many lengths: grouping has something to sort
+    common = ["--model_name_or_path", paths["student"], "--teacher_model", paths["teacher"], "--task_name", "sst2",
+              "--data_dir", toy["task"], "--do_train", "--max_steps", "4", "--learning_rate", "1e-3",
+              "--alpha_kd", "0.5", "--max_seq_length", "48", "--disable_tqdm", "--report_to", "none",
+              "--logging_steps", "1"]
+    weights, logs = {}, {}
+    for per_device, accumulation in ((16, 1), (8, 2)):
+        out = tmp_path / f"{per_device}x{accumulation}"
+        run_ok(*common, "--per_device_train_batch_size", per_device, "--gradient_accumulation_steps", accumulation,
+               "--output_dir", out)
+        weights[out.name] = load_file(out / "model.safetensors")
+        logs[out.name] = [e["loss/ce"] for e in read_json(out / "trainer_state.json")["log_history"] if "loss/ce" in e]
+    start = load_file(os.path.join(paths["student"], "model.safetensors"))
+    ref = weights["16x1"]
+    assert max(float((ref[k] - start[k]).abs().max()) for k in start) > 1e-3  # the student moved
+    assert len(logs["16x1"]) == 4 and logs["8x2"] == pytest.approx(logs["16x1"], rel=1e-5)  # each step's batch
+    for key, value in weights["8x2"].items():
+        if no_gradient(key):  # float noise through AdamW (tests/conftest.py: KEY_BIAS)
+            continue
+        # The same examples summed in another order (8 vs 16 rows a pass, padded to other widths): float32
+        # rounding of ~1e-7 relative a reduction, carried through 4 AdamW steps of lr 1e-3, stays ~1e-7
+        # absolute; a different example set moves weights by the order of the update itself (~1e-3).
+        torch.testing.assert_close(value, ref[key], rtol=1e-5, atol=1e-6, msg=key)

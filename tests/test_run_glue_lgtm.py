@@ -131,3 +131,51 @@ def test_lgtm_paper_command_runs_on_mnli(toy, tmp_path):
     results = read_json(tmp_path / "out" / "teacher_eval_results.json")
     assert {"teacher_eval_accuracy", "teacher_eval_accuracy_mm"} <= set(results)
     assert {"eval_accuracy", "eval_accuracy_mm"} <= set(read_json(tmp_path / "out" / "eval_results.json"))
+
+
+def _no_dropout_copies(toy, root):
+    """The toy student and teacher saved without dropout, so that every split computes the same function."""
+    from conftest import no_dropout_bert
+    paths = {}
+    for name in ("student", "teacher"):
+        paths[name] = str(root / f"{name}_no_dropout")
+        no_dropout_bert(toy[name]).save_pretrained(paths[name])
+        AutoTokenizer.from_pretrained(toy[name]).save_pretrained(paths[name])
+    return paths
+
+
+def test_lgtm_is_the_same_for_any_split_of_the_optimizer_step_into_micro_batches(toy, tmp_path):
+    """16×1, 8×2 and 4×4 (per-device batch × accumulation) are one optimizer step of 16 examples: the quiz
+    batch belongs to the step, so all three end with the same teacher and student. 24 quiz examples
+    (--lgtm_quiz_fraction 0.25), not a multiple of 16: the second quiz batch wraps around to full size.
+    --no_group_by_length: length grouping sorts within per-device batches, so it orders data by split."""
+    from conftest import no_gradient
+    models = _no_dropout_copies(toy, tmp_path)
+    common = ["--model_name_or_path", models["student"], "--teacher_model", models["teacher"], "--task_name", "sst2",
+              "--data_dir", toy["task"], "--do_train", "--max_steps", "3", "--train_teacher", "--use_lgtm",
+              "--lgtm_quiz_fraction", "0.25", "--learning_rate", "1e-3", "--t_learning_rate", "1e-3",
+              "--alpha_kd", "0.5", "--max_seq_length", "48", "--no_group_by_length", "--disable_tqdm",
+              "--report_to", "none", "--logging_steps", "1"]
+    weights, logs = {}, {}
+    for per_device, accumulation in ((16, 1), (8, 2), (4, 4)):
+        out = tmp_path / f"{per_device}x{accumulation}"
+        run_ok(*common, "--per_device_train_batch_size", per_device, "--gradient_accumulation_steps", accumulation,
+               "--output_dir", out)
+        weights[out.name] = {name: load_file(out / name) for name in ("model.safetensors", "teacher/model.safetensors")}
+        logs[out.name] = [e for e in read_json(out / "trainer_state.json")["log_history"] if "lgtm/quiz_loss" in e]
+    ref = weights["16x1"]
+    start = load_file(os.path.join(models["teacher"], "model.safetensors"))
+    update = max(float((ref["teacher/model.safetensors"][k] - start[k]).abs().max()) for k in start)
+    assert update > 1e-4  # the teacher moved: equality below is not the trivial one
+    for split in ("8x2", "4x4"):
+        for name, tensors in weights[split].items():
+            for key, value in tensors.items():
+                if no_gradient(key):  # float noise through AdamW (tests/conftest.py: KEY_BIAS)
+                    continue
+                # float32 sums in another order (4, 8 or 16 rows a pass, other padding): measured ≤ 1.2e-7
+                # after 3 steps (≈ 1 ulp of the weights); a quiz batch of another size moved the teacher by
+                # 3e-4 (8×2) of its 2e-3 update. atol 1e-6: 8× the rounding, 300× below that error.
+                torch.testing.assert_close(value, ref[name][key], rtol=1e-5, atol=1e-6, msg=f"{split} {name}:{key}")
+        for a, b in zip(logs["16x1"], logs[split], strict=True):
+            assert b["lgtm/quiz_loss"] == pytest.approx(a["lgtm/quiz_loss"], rel=1e-5)
+            assert b["lgtm/influence_norm"] == pytest.approx(a["lgtm/influence_norm"], rel=1e-4)

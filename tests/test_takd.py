@@ -12,9 +12,11 @@ from safetensors.torch import load_file
 
 import run_glue
 import train_lm_distill
+from distill.args import parse_command_line
+from distill.modeling import load_source_config
 from distill.toy import build_gpt2
 from takd.args import spread_layers
-from takd.chain import flag_groups, strip_flags
+from takd.chain import plan_stages, stage_argv
 
 GLUE_FAST = ["--per_device_train_batch_size", "16", "--per_device_eval_batch_size", "32", "--max_seq_length", "48",
              "--disable_tqdm", "--report_to", "tensorboard", "--logging_steps", "2"]
@@ -83,12 +85,26 @@ def test_assistant_layers_are_evenly_spaced_keeping_the_first_and_last():
         spread_layers(3, 4)
 
 
-def test_stage_command_lines_drop_every_spelling_of_a_replaced_flag():
-    argv = ["--teacher_name_or_path", "t", "--output_dir=o", "--lr_scheduler_type", "linear", "--max_steps", "-1",
-            "--do_train", "--ta_models", "2"]
-    assert flag_groups(argv)[1] == ("--output_dir", "o")
-    kept = strip_flags(argv, {"--teacher_model", "--teacher_name_or_path", "--output_dir", "--ta_models"})
-    assert kept == ["--lr_scheduler_type", "linear", "--max_steps", "-1", "--do_train"]
+def test_a_chain_from_an_argument_file_with_list_flags_builds_its_stages_from_the_parsed_values(toy, tmp_path):
+    """Stages are built from the parsed flags (one parser), not from the file's values rewritten as words:
+    OPDF's list-valued shapes reach every stage as they were given."""
+    args = {"model_name_or_path": toy["student"], "teacher_model": toy["teacher4"], "ta_models": "2",
+            "task_name": "sst2", "data_dir": toy["task"], "do_train": True, "do_eval": True, "max_steps": 2,
+            "ta_max_steps": "2", "output_dir": str(tmp_path / "chain"), "use_opdf": True,
+            "mpo_targets": "intermediate,output", "mpo_input_shape": ["4,2,4", "4,2,8"],
+            "mpo_output_shape": ["4,2,8", "4,2,4"], "max_seq_length": 32, "report_to": "none",
+            "disable_tqdm": True, "per_device_train_batch_size": 16}
+    path = tmp_path / "args.json"
+    path.write_text(json.dumps(args))
+    parsed = parse_command_line(run_glue.FLAGS, [str(path)])
+    stages = plan_stages(parsed[-2], args["output_dir"], toy["teacher4"], load_source_config)
+    argv = stage_argv(parsed, run_glue.CHAIN, stages[0], toy["teacher4"])
+    staged = {f: v for p in parse_command_line(run_glue.FLAGS, argv) for f, v in vars(p).items()}
+    assert staged["mpo_input_shape"] == ["4,2,4", "4,2,8"] and staged["mpo_output_shape"] == ["4,2,8", "4,2,4"]
+    assert staged["ta_models"] is None and staged["student_layers"] == "0,3" and staged["max_steps"] == 2
+    assert staged["model_name_or_path"] == os.path.realpath(toy["teacher4"])
+    assert run_glue.main([str(path)]) == 0
+    assert read_json(tmp_path / "chain" / "stage_2_student" / "run_flags.json")["mpo_input_shape"] == ["4,2,4", "4,2,8"]
 
 
 def test_glue_chain_runs_every_stage_and_writes_the_summary(glue_chain, capsys):

@@ -240,3 +240,60 @@ def test_a_llama_style_student_is_cut_from_a_llama_teacher_and_distilled(lm, tmp
     for key in ("mlp.up_proj.weight", "self_attn.k_proj.weight", "input_layernorm.weight"):  # layer 1 <- layer 2
         torch.testing.assert_close(student[f"model.layers.1.{key}"], teacher[f"model.layers.2.{key}"], rtol=0,
                                    atol=1e-6)
+
+
+def permuted_word_tokenizer(out_dir, seed: int):
+    """The toy word-level tokenizer's words in another order: the same size, other ids."""
+    from transformers import BertTokenizerFast
+
+    from distill.toy import SPECIAL, VOCAB_WORDS
+    words = list(VOCAB_WORDS)
+    random.Random(seed).shuffle(words)
+    os.makedirs(out_dir, exist_ok=True)
+    vocab = os.path.join(out_dir, "vocab.txt")
+    with open(vocab, "w", encoding="utf-8") as f:
+        f.write("\n".join(SPECIAL + words) + "\n")
+    tok = BertTokenizerFast(vocab=vocab, do_lower_case=True)  # transformers 5 ignores vocab_file=
+    assert len(tok) == len(SPECIAL) + len(VOCAB_WORDS) and tok.convert_tokens_to_ids(words[0]) == len(SPECIAL)
+    tok.save_pretrained(out_dir)
+    return str(out_dir)
+
+
+def test_a_student_from_config_with_a_tokenizer_the_teacher_does_not_read_is_refused(lm, tmp_path, capsys):
+    other = permuted_word_tokenizer(tmp_path / "shuffled", seed=3)
+    out = tmp_path / "out"
+    msg = run_error(capsys, "--teacher_name", lm["bert"], "--student_type", "distilbert", "--student_config",
+                    lm["distilbert_cfg"], "--tokenizer_name", other, "--mlm", "--alpha_ce", "1", "--alpha_mlm", "1",
+                    "--train_file", lm["corpus"], "--output_dir", out, "--max_steps", 1, "--max_seq_length", 32,
+                    "--data_cache_dir", lm["cache"], "--disable_tqdm", "--report_to", "none", "--do_train")
+    assert other in msg and lm["bert"] in msg, msg
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_a_pretrained_student_s_own_tokenizer_must_agree_with_tokenizer_name(lm, tmp_path, capsys):
+    other = permuted_word_tokenizer(tmp_path / "shuffled", seed=4)
+    from transformers import AutoTokenizer, BertConfig, BertForMaskedLM
+    BertForMaskedLM(BertConfig(vocab_size=len(AutoTokenizer.from_pretrained(other)), hidden_size=32,
+                               num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
+                               max_position_embeddings=64)).save_pretrained(tmp_path / "student")
+    AutoTokenizer.from_pretrained(other).save_pretrained(tmp_path / "student")
+    # no teacher: the student, trained on the LM loss alone, must still read the ids it was trained on
+    msg = run_error(capsys, "--model_name_or_path", tmp_path / "student", "--tokenizer_name", lm["bert"], "--mlm",
+                    "--train_file", lm["corpus"], "--output_dir", tmp_path / "out", "--max_steps", 1,
+                    "--max_seq_length", 32, "--data_cache_dir", lm["cache"], "--disable_tqdm", "--report_to", "none")
+    assert str(tmp_path / "student") in msg and lm["bert"] in msg, msg
+
+
+def test_the_readme_recipe_teacher_from_config_then_student_from_config_with_its_tokenizer(lm, tmp_path):
+    """README: a teacher trained from --student_config --tokenizer_name tok, then a student from a config
+    with the same --tokenizer_name and that teacher (Tiny Shakespeare's recipe)."""
+    config = json.loads((lm["root"] / "gpt2" / "config.json").read_text())
+    (tmp_path / "cfg.json").write_text(json.dumps(config))
+    tok = lm["gpt2"]  # a dir with the BPE tokenizer
+    run_ok(*causal_args(lm, tmp_path / "teacher", "--student_config", tmp_path / "cfg.json", "--tokenizer_name", tok,
+                        "--report_to", "none", "--do_train", "--max_steps", 1))
+    assert os.path.isfile(tmp_path / "teacher" / "tokenizer.json")
+    run_ok(*causal_args(lm, tmp_path / "student", "--student_config", tmp_path / "cfg.json", "--tokenizer_name", tok,
+                        "--teacher_name", tmp_path / "teacher", "--kd_loss", "reverse_kl", "--kd_ratio", "0.5",
+                        "--report_to", "none", "--do_train", "--max_steps", 1))
+    assert os.path.isfile(tmp_path / "student" / "model.safetensors")

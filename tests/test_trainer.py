@@ -7,7 +7,7 @@ import torch
 from conftest import kd_rounding, no_dropout_bert, toy_dataset
 
 from distill.args import TrainingArguments
-from distill.batching import PaddingCollator, TrainBatchOrder, eval_batches
+from distill.batching import DatasetBatches, PaddingCollator, TrainBatchOrder, eval_batches
 from distill.objective import SequenceClassificationObjective
 from distill.teacher import FrozenTeacher
 from distill.trainer import DistillationTrainer, make_accelerator
@@ -110,6 +110,47 @@ def test_two_process_split_is_the_one_process_batch(group):
     assert len(ranks[0]) == len(ranks[1]) == len(single)
     for one, a, b in zip(single, *ranks):
         assert sorted(one) == sorted(a + b) and a and b
+
+
+def _optimizer_steps(lengths, per_device, accumulation, processes, group, epoch, skip=0):
+    """Per optimizer step: its micro-batches, each a list of the processes' index lists (rank order)."""
+    sources = [DatasetBatches(list(range(len(lengths))), list,
+                              TrainBatchOrder(lengths, per_device, 7, group, world_size=processes, rank=r),
+                              accumulation) for r in range(processes)]
+    n_steps = sources[0].steps_per_epoch()
+    per_rank = [list(s.epoch_steps(epoch, skip)) for s in sources]
+    assert all(len(steps) == n_steps - skip for steps in per_rank)  # every process runs as many steps
+    return [[list(parts) for parts in zip(*(step for step in rank_steps), strict=True)]
+            for rank_steps in zip(*per_rank, strict=True)]
+
+
+@pytest.mark.parametrize("group", [True, False])
+def test_each_optimizer_step_has_the_same_examples_for_any_split_of_the_global_batch(group):
+    """The global batch of an optimizer step (per-device batch × accumulation × processes = 32 here) is
+    what length grouping cuts, so every split trains on the same examples step by step; only their
+    division into micro-batches and processes differs. 203 = 6 × 32 + 11: the last, partial step (11
+    examples) is the same too, and every micro-batch gives every process at least one example and at
+    most its per-device batch."""
+    lengths = np.random.default_rng(5).integers(3, 120, size=203).tolist()
+    splits = [(32, 1, 1), (16, 2, 1), (8, 4, 1), (4, 8, 1), (16, 1, 2), (8, 2, 2), (4, 4, 2), (8, 1, 4), (2, 4, 4)]
+    for epoch in (0, 1):
+        reference = None
+        for per_device, accumulation, processes in splits:
+            steps = _optimizer_steps(lengths, per_device, accumulation, processes, group, epoch)
+            for step in steps:
+                assert len(step) <= accumulation
+                assert all(len(part) == processes and all(0 < len(idx) <= per_device for idx in part)
+                           for part in step)
+            step_sets = [sorted(i for part in step for idx in part for i in idx) for step in steps]
+            assert sorted(i for s in step_sets for i in s) == list(range(203))  # each example once
+            assert sorted(len(s) for s in step_sets) == [11] + [32] * 6
+            reference = reference or step_sets
+            assert step_sets == reference, (per_device, accumulation, processes)
+            # a resumed run (skip the steps already done) sees the rest of the same steps
+            tail = _optimizer_steps(lengths, per_device, accumulation, processes, group, epoch, skip=4)
+            assert tail == steps[4:]
+        if group:  # the longest example is in the first step
+            assert max(lengths) == max(lengths[i] for i in reference[0])
 
 
 def test_eval_batches_split_every_example_exactly_once():
