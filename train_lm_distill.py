@@ -94,7 +94,7 @@ def run(argv: list[str] | None = None) -> dict:
     if pipeline and not train_args.do_eval and data_args.validation_file is None:
         data_args.validation_split_percentage = 0.0
     if takd_args.ta_models:  # teacher -> assistants -> student: this function once per stage
-        return run_chain(run, parsed, CHAIN)
+        return run_chain(run, parsed, CHAIN, spelling=PIPELINE_SPELLING if pipeline else None)
     if train_args.do_predict:
         raise UsageError("--do_predict: an LM has no test-server file; --do_eval reports held-out perplexity")
     launch.apply(train_args)

@@ -128,11 +128,13 @@ class TrainBatchOrder:
             mega = self.MEGABATCH * self.step_batch
             chunks = [perm[i:i + mega] for i in range(0, len(perm), mega)]
             perm = np.concatenate([c[np.argsort(-self.lengths[c], kind="stable")] for c in chunks])
-        bounds = np.cumsum([0] + self._step_sizes())
-        steps = [perm[bounds[k]:bounds[k + 1]].tolist() for k in range(len(bounds) - 1)]
+        steps = [perm[i:i + self.step_batch].tolist() for i in range(0, len(perm), self.step_batch)]
         if self.group_by_length:
             order = g.permutation(len(steps))
             steps = [steps[i] for i in order]
+        # (dropped only after the shuffle, so that the steps' order does not depend on the processes)
+        steps = [step for step in steps if len(step) >= self.world_size]
+        if self.group_by_length and steps:
             # Longest step first: an out-of-memory error shows up at step 1, not hours in.
             longest = max(range(len(steps)), key=lambda i: self.lengths[steps[i]].max())
             steps.insert(0, steps.pop(longest))

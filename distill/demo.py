@@ -73,7 +73,10 @@ def claim_work_dir(work: str) -> bool:
 
 def run_demo(args: argparse.Namespace) -> int:
     work = args.work_dir
-    if (os.path.exists(work) and not os.path.isdir(work)) or not claim_work_dir(work):
+    if os.path.exists(work) and not os.path.isdir(work):
+        print(f"error: --work_dir {work} is a file; pass a new or empty dir", file=sys.stderr)
+        return 2
+    if not claim_work_dir(work):
         print(f"error: --work_dir {work} holds files the demo did not make; choose another --work_dir (the demo "
               "writes its data, models and runs there)", file=sys.stderr)
         return 2

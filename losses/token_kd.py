@@ -93,11 +93,13 @@ def _kl_to_mix_over_weight(log_a: torch.Tensor, log_b: torch.Tensor, w: float) -
     d = log_b - log_a
     cap = math.log1p(1.0 / w)  # d <= cap  <=>  x <= 1
     x = w * torch.expm1(d.clamp(max=cap))  # (the clamp only keeps the unused branch finite)
+    use_small = (d <= cap) & (x >= -0.5)
+    x = torch.where(use_small, x, torch.zeros_like(x))  # (log1p(−1) in the unused branch would NaN the gradient)
     a = log_a.exp()
     small = a * (x - torch.log1p(x)) / w
     log_m = _log_mix(log_b, log_a, w)
     large = (log_b.exp() - a) - a * (log_m - log_a) / w
-    return torch.where((d <= cap) & (x >= -0.5), small, large).sum(-1)  # (N,)
+    return torch.where(use_small, small, large).sum(-1)  # (N,)
 
 
 def _skew_kl(log_a: torch.Tensor, log_b: torch.Tensor, skew_lambda: float) -> torch.Tensor:

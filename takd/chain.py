@@ -58,9 +58,11 @@ class Stage:
     budget: tuple[tuple[str, float], ...] = ()  # (flag, value) replacing the main flags in this stage
 
 
-def run_chain(run: Callable[[list[str]], dict], parsed: tuple, spec: ChainSpec) -> dict:
+def run_chain(run: Callable[[list[str]], dict], parsed: tuple, spec: ChainSpec,
+              spelling: dict[str, str] | None = None) -> dict:
     """Run every stage of the chain that --ta_models asks for; returns the last stage's results with
-    the summary under "takd_summary"."""
+    the summary under "takd_summary". `spelling` renames flags in the stages' command lines (a
+    DistilBERT-pipeline command's stages keep --dump_path, and so its mode)."""
     def flag(name):
         return next(getattr(p, name) for p in parsed if hasattr(p, name))
 
@@ -83,7 +85,7 @@ def run_chain(run: Callable[[list[str]], dict], parsed: tuple, spec: ChainSpec) 
         return check_output_dir(out, chain, overwrite)
     recorded = on_main_process(claim, state)
     # what the chain runs with (the stages' own dirs get theirs from their runs)
-    record = run_record(os.path.basename(inspect.getfile(run)), parsed, state.num_processes)
+    record = run_record(os.path.basename(inspect.getfile(run)), parsed, state.num_processes, spelling)
 
     def write_chain_records():
         atomic_write_json(os.path.join(out, CHAIN_FILE), chain)
@@ -105,7 +107,7 @@ def run_chain(run: Callable[[list[str]], dict], parsed: tuple, spec: ChainSpec) 
                 stage_result = json.load(f)
             logger.info("TAKD stage %d/%d (%s) finished earlier: skipped", stage.index, len(stages), stage.name)
         else:
-            stage_args = stage_argv(parsed, spec, stage, teacher)
+            stage_args = stage_argv(parsed, spec, stage, teacher, spelling)
             if retrained and "--overwrite_output_dir" not in stage_args:
                 stage_args.append("--overwrite_output_dir")
             results = run_stage(run, stage_args, stage, stages, teacher)
@@ -165,7 +167,8 @@ def plan_stages(takd: TAKDArguments, output_dir: str, teacher: str, load_config)
     return stages
 
 
-def stage_argv(parsed: tuple, spec: ChainSpec, stage: Stage, teacher: str) -> list[str]:
+def stage_argv(parsed: tuple, spec: ChainSpec, stage: Stage, teacher: str,
+               spelling: dict[str, str] | None = None) -> list[str]:
     """The command line of one stage, built from the chain's parsed flags (not from the words the user
     typed, which may have come from an argument file): this stage's teacher, student, output dir and
     budget replace the chain's; the TA flags, and flags about the chain's first teacher in later stages,
@@ -189,7 +192,7 @@ def stage_argv(parsed: tuple, spec: ChainSpec, stage: Stage, teacher: str) -> li
         changes = {f.name: _default(f) for f in fields(args) if f.name in defaults}
         changes |= {name: value for name, value in values.items() if name in {f.name for f in fields(args)}}
         staged.append(replace(args, **changes))
-    return flag_words(staged)
+    return flag_words(staged, spelling)
 
 
 def _default(f):

@@ -382,3 +382,17 @@ def test_test_predictions_do_not_change_any_stage_s_selection(toy, glue_chain, t
     with_test = read_json(os.path.join(out, "takd_summary.json"))["stages"]
     without = read_json(os.path.join(glue_chain["out"], "takd_summary.json"))["stages"]
     assert [r["weights_sha256"] for r in with_test] == [r["weights_sha256"] for r in without]
+
+
+def test_the_stages_of_a_distilbert_pipeline_command_keep_its_mode(tmp_path):
+    """A chain typed as the DistilBERT pipeline's command (--dump_path): its stages stay in that mode."""
+    from lm.args import translate_original_flags
+    from lm.pipeline import PIPELINE_SPELLING, is_pipeline_command
+    from takd.chain import Stage
+    argv = ["--student_name", "s", "--teacher_name", "t", "--mlm", "--alpha_mlm", "2.0", "--dump_path",
+            str(tmp_path / "dump"), "--data_file", "dump.txt", "--ta_models", "2", "--force"]
+    parsed = parse_command_line(train_lm_distill.FLAGS, translate_original_flags(argv))
+    stage_args = stage_argv(parsed, train_lm_distill.CHAIN, Stage(2, "student", None, str(tmp_path / "dump" / "s")),
+                            "teacher_dir", PIPELINE_SPELLING)
+    assert is_pipeline_command(stage_args) and "--output_dir" not in stage_args and "--ta_models" not in stage_args
+    assert stage_args[stage_args.index("--dump_path") + 1] == str(tmp_path / "dump" / "s")

@@ -208,3 +208,14 @@ def test_generalized_jsd_in_float32_agrees_with_float64_near_both_ends(beta):
     assert value.dtype == torch.float32
     assert ((value.double() - exact).abs() / exact.abs()).max().item() < 1e-5
     assert ((g32.double() - g64).norm() / g64.norm()).item() < 1e-5
+
+
+@pytest.mark.parametrize("beta", [1e-9, 1e-8, 1 - 1e-8, 1 - 1e-9])
+@pytest.mark.parametrize("scale", [3.0, 30.0])
+def test_generalized_jsd_has_finite_gradients_where_1_minus_beta_rounds_to_1(beta, scale):
+    """Below β ≈ 3e-8 (or above 1 − 3e-8) float32 rounds 1 − β to 1: no branch may produce NaN gradients."""
+    torch.manual_seed(4)
+    s = (torch.randn(3, 1000) * scale).requires_grad_(True)
+    value = get_loss("jsd")(s, torch.randn(3, 1000) * scale, beta=beta)
+    (grad,) = torch.autograd.grad(value.sum(), s)
+    assert torch.isfinite(value).all() and torch.isfinite(grad).all()
