@@ -53,7 +53,7 @@ class Objective:
 
 
 class SequenceClassificationObjective(Objective):
-    """Hinton KD for sequence classification and regression (METHODS.md §1):
+    """Hinton KD for sequence classification and regression:
 
         L = α_kd · τ² · KL(p_t^τ ‖ p_s^τ) + (1 − α_kd) · CE(s, y)        (classification)
         L = α_kd · MSE(s, t)               + (1 − α_kd) · MSE(s, y)       (regression, STS-B)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from distill.errors import UsageError
 
-# The paper's GLUE defaults (METHODS.md §5), applied to the flags a paper-style command leaves out.
+# The paper's GLUE defaults, applied to the flags a paper-style command leaves out.
 GLUE_PAPER_DEFAULTS = {"alpha_ce": 0.5, "alpha_glue": 0.5, "alpha_corr": 0.005, "alpha_mse": 0.5, "alpha_cos": 0.5,
                        "temperature": 2.0}
 PROJECTIONS = ("none", "linear")

@@ -17,7 +17,7 @@ logger = logging.getLogger(__name__)
 
 def glue_loss_weights(kd_args: DistillationArguments, feat: GlueFeatureArguments) -> dict:
     """run_glue.py's loss weights: our --alpha_kd/--temperature, or, as soon as one of the paper's weights
-    is given, the paper's naming with its defaults for the rest (METHODS.md §5). Returns alpha_kd,
+    is given, the paper's naming with its defaults for the rest. Returns alpha_kd,
     task_weight (None: 1 − alpha_kd), temperature and the feature weights."""
     if not feat.paper_mode():
         weights = {"alpha_kd": kd_args.alpha_kd, "task_weight": None, "temperature": kd_args.resolved_temperature(),

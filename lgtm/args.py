@@ -15,7 +15,7 @@ class TeacherLearningArguments:
     _argument_group_name = "teachers that learn (ProKT, LGTM)"
     train_teacher: bool = field(
         default=False, metadata={"help": "ProKT: the teacher learns too, one step toward the student before each "
-                                         "student step (METHODS.md §2). Needs --teacher_model."})
+                                         "student step. Needs --teacher_model."})
     t_learning_rate: float = field(default=3e-5,
                                    metadata={"help": "Peak AdamW learning rate of the teacher.", "range": ">= 0"})
     t_alpha_kd: float = field(
@@ -28,7 +28,7 @@ class TeacherLearningArguments:
                                          "Also spelled --init_classifier_as_zero, as in the LGTM README's table."})
     use_lgtm: bool = field(
         default=False, metadata={"help": "LGTM: the teacher also learns from its distillation influence on the "
-                                         "student's quiz loss (METHODS.md §3). Needs --train_teacher."})
+                                         "student's quiz loss. Needs --train_teacher."})
     lgtm_influence: str = field(
         default="student_kd",
         metadata={"help": "Loss whose mixed derivative gives the influence: student_kd (the paper's math: the "

@@ -8,8 +8,8 @@ on the teacher's parameters φ only through its logits t = T_φ(x), so with J = 
 
 G has the shape of the logits (batch × classes), so the influence costs two student forwards (at
 θ ± εv) plus one teacher backward that it SHARES with the teacher's own loss: the teacher's gradient
-∇_φ L_T − η·h = Jᵀ (∂L_T/∂t − η·G) is one backward pass. This is exactly the central difference of
-METHODS.md §3, computed with one teacher pass instead of two (and with one dropout mask for both
+∇_φ L_T − η·h = Jᵀ (∂L_T/∂t − η·G) is one backward pass. This is exactly the central difference
+(docs/lgtm.md), computed with one teacher pass instead of two (and with one dropout mask for both
 sides of the difference, where two passes would add dropout noise divided by 2ε).
 """
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The teacher's own loss in ProKT and LGTM (METHODS.md §2):
+"""The teacher's own loss in ProKT and LGTM:
 
     L_T = t_α · KL(p_s ‖ p_t) + (1 − t_α) · CE(t, y)                  (classification)
     L_T = t_α · MSE(t, s)     + (1 − t_α) · MSE(t, y)                  (regression, STS-B)

@@ -1,4 +1,4 @@
-"""Teachers that learn: ProKT (METHODS.md §2) and LGTM (§3), as teacher strategies of the shared trainer.
+"""Teachers that learn: ProKT and LGTM (docs/lgtm.md), as teacher strategies of the shared trainer.
 
 Both update the teacher once per optimizer step of the student, in `before_optimizer_step`, before the
 student's own step (which the trainer then makes against the UPDATED teacher, exactly as KD).

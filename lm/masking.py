@@ -1,4 +1,4 @@
-"""DistilBERT's masking for masked-LM distillation (METHODS.md §6).
+"""DistilBERT's masking for masked-LM distillation.
 
 Per batch, ⌈mlm_mask_prop · n⌉ of its n real, non-special tokens are chosen without replacement, each
 with probability ∝ max(count, 1)^(−mlm_smoothing): frequent tokens ("the", ",") are chosen less often

@@ -1,4 +1,4 @@
-"""The LM distillation objective (METHODS.md §6–7), for masked and causal LMs:
+"""The LM distillation objective, for masked and causal LMs:
 
     L = w_kd·τ²·D(p_t^τ, p_s^τ) + w_lm·LM + w_mse·Σ_v(s − t)² + w_cos·(1 − cos(h_s, h_t))
 

@@ -1,4 +1,4 @@
-"""Feature (hidden-state) distillation losses (METHODS.md §5).
+"""Feature (hidden-state) distillation losses.
 
 All take features already gathered at the real (non-padding) tokens, shape (N, d), student first.
 

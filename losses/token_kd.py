@@ -1,4 +1,4 @@
-"""Token-level divergences between a teacher's and a student's next-token distributions (METHODS.md §7).
+"""Token-level divergences between a teacher's and a student's next-token distributions.
 
 Each divergence takes student and teacher logits of shape (N, V) (N positions) and returns one value
 per position, (N,). With p = softmax(t/τ) the teacher's and q = softmax(s/τ) the student's:

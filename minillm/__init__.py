@@ -1,1 +1,1 @@
-"""MiniLLM (reverse KL by policy gradient), SeqKD and generation-based evaluation (METHODS.md §8)."""
+"""MiniLLM (reverse KL by policy gradient), SeqKD and generation-based evaluation."""

@@ -1,6 +1,6 @@
 """Generation evaluation: sample a response for every held-out prompt and score it against the
 references with Rouge-L F (stemmed, best reference, ×100; the `rouge-score` package, as the MiniLLM
-evaluation) and exact match, averaged over several sampling seeds (METHODS.md §8)."""
+evaluation) and exact match, averaged over several sampling seeds."""
 from __future__ import annotations
 
 import json

@@ -1,4 +1,4 @@
-"""The MiniLLM loss (METHODS.md §8): reverse KL(q_θ ‖ p) over sequences sampled by the student,
+"""The MiniLLM loss: reverse KL(q_θ ‖ p) over sequences sampled by the student,
 minimised by policy gradient.
 
 With per-token rewards r_t = log p(y_t|y<t) − log q(y_t|y<t), the exact gradient splits into

@@ -1,4 +1,4 @@
-"""OPDF flags (METHODS.md §4): `--use_opdf` on top of any method (fine-tuning, KD, ProKT, LGTM)."""
+"""OPDF flags: `--use_opdf` on top of any method (fine-tuning, KD, ProKT, LGTM)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
@@ -23,7 +23,7 @@ class OPDFArguments:
     _argument_group_name = "OPDF (MPO over-parameterised student)"
     use_opdf: bool = field(
         default=False, metadata={"help": "Over-parameterise the student while it trains: the --mpo_targets Linear "
-                                         "layers become trainable MPO cores (METHODS.md §4). The saved student is a "
+                                         "layers become trainable MPO cores. The saved student is a "
                                          "plain dense model."})
     mpo_targets: str = field(
         default=",".join(DEFAULT_TARGETS),

@@ -1,4 +1,4 @@
-"""Feature losses (METHODS.md §5), analytically: the one-to-one cross-correlation loss with Barlow-Twins
+"""Feature losses, analytically: the one-to-one cross-correlation loss with Barlow-Twins
 normalisation, its masked variant, hidden-state MSE and cosine."""
 from __future__ import annotations
 

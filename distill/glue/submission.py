@@ -1,6 +1,6 @@
 """GLUE test-server files: `<Task>.tsv` with header `index\tprediction`, one row per test example
 in test-file order. Digits for CoLA/SST-2/MRPC/QQP/WNLI, label words for MNLI/QNLI/RTE/AX,
-STS-B scores clipped to [0, 5] with 3 decimals (../shared/specs/CONVENTIONS.md)."""
+STS-B scores clipped to [0, 5] with 3 decimals."""
 from __future__ import annotations
 
 import os

@@ -2,7 +2,7 @@
 
 Everything task-specific lives in one table so the reader, the metrics and the submission writer
 agree. Label ids follow the `datasets` GLUE builder, so Hub data and local TSV folders give the
-same ids (../shared/specs/CONVENTIONS.md).
+same ids.
 """
 from __future__ import annotations
 
