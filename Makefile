@@ -17,7 +17,7 @@ $(STAMP): requirements.txt
 venv: $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m distill.demo
+	$(PY) -m scripts.demo
 
 test: $(STAMP)
 	$(PY) -m pytest -q

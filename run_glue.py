@@ -7,7 +7,7 @@ with one, it is distilled with Hinton KD: L = α_kd·τ²·KL(p_t^τ‖p_s^τ) +
 the student's quiz loss (LGTM); see lgtm/. --use_opdf over-parameterises the student while it trains
 (MPO cores, aligned to the teacher's), on top of any of these; see opdf/. The one-to-one paper's
 flags (--alpha_ce --alpha_glue --alpha_corr --alpha_mse --alpha_cos --do_mask) add feature losses on
-the last hidden states; see features/. --ta_models runs any of these as a teacher-assistant chain
+the last hidden states; see feature_kd/. --ta_models runs any of these as a teacher-assistant chain
 (TAKD): teacher -> TA_1 -> ... -> student, one full run per stage; see takd/.
 
     python run_glue.py --model_name_or_path <student> --teacher_model <teacher> --task_name rte \
@@ -28,9 +28,8 @@ from distill.args import (
     parse_command_line,
 )
 from distill.batching import PaddingCollator
-from distill.entry import cli_main, evaluate_and_save, start_run, train_and_evaluate
+from distill.entry import cli_main, finish_run, start_run
 from distill.errors import UsageError
-from distill.glue.pipeline import LabelOrder, load_data, make_compute_metrics, tokenize, write_test_predictions
 from distill.modeling import (
     check_lower_case,
     check_max_length,
@@ -44,8 +43,10 @@ from distill.modeling import (
 from distill.objective import SequenceClassificationObjective
 from distill.teacher_cache import check_cache_request, make_frozen_teacher
 from distill.trainer import DistillationTrainer
-from features.args import GlueFeatureArguments
-from features.build import add_feature_terms, glue_loss_weights
+from feature_kd.args import GlueFeatureArguments
+from feature_kd.build import add_feature_terms, glue_loss_weights
+from glue.pipeline import LabelOrder, load_data, make_compute_metrics, test_predictions, tokenize
+from glue.submission import expected_submission_files
 from lgtm.args import TeacherLearningArguments
 from lgtm.build import make_learning_teacher, split_quiz_data, zero_output_layer
 from opdf.args import OPDFArguments
@@ -79,7 +80,7 @@ def run(argv: list[str] | None = None) -> dict:
     check_cache_request(train_args, has_teacher=bool(model_args.teacher_model),
                         teacher_learns=teacher_args.train_teacher)
     layer_ids = model_args.layer_ids()
-    start, accelerator = start_run(train_args, parsed, script=__file__)
+    start, accelerator = start_run(train_args, parsed, script=__file__, task_files=tuple(expected_submission_files()))
 
     # ---- data
     data, task = load_data(data_args, model_args.cache_dir)
@@ -152,16 +153,12 @@ def run(argv: list[str] | None = None) -> dict:
         compute_metrics=make_compute_metrics(task, label_order), main_metric=task.main_metric, tokenizer=tokenizer,
         model_transform=transform, param_loss=align_loss, group_by_length=data_args.group_by_length)
 
-    results = train_and_evaluate(trainer, start)
-    if train_args.do_eval and teacher is not None and train_args.do_train:
-        # on the same dev set, for reference (a teacher that learns: its best version, saved in teacher/)
-        results.update(evaluate_and_save(trainer, "teacher_eval", "teacher_eval_", model=teacher.model))
-    if train_args.do_predict:
-        test_datasets = {k: encode(v) for k, v in data.test_sets.items()}
-        written = write_test_predictions(trainer, task, data.test_sets, test_datasets, label_order,
-                                         train_args.output_dir)
-        results["predict_files"] = written
-    return results
+    predict = None
+    if train_args.do_predict:  # the GLUE server files
+        predict = lambda: test_predictions(  # noqa: E731
+            trainer, task, data.test_sets, {k: encode(v) for k, v in data.test_sets.items()}, label_order)
+    # the teacher is scored on the same dev set (a teacher that learns: its best version, saved in teacher/)
+    return finish_run(trainer, start, predict=predict)
 
 
 def main(argv: list[str] | None = None) -> int:

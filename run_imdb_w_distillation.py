@@ -8,7 +8,7 @@ best checkpoint is chosen on a dev split carved from TRAIN; --do_predict reports
 Long reviews: see imdb/data.py (--truncation, default head + tail).
 
     python run_imdb_w_distillation.py --model_name_or_path <student> --teacher_name_or_path <teacher> \
-        --data_file ../shared/data/imdb/imdb_50k.csv.gz --do_train --do_eval --do_predict \
+        --data_file imdb_50k.csv.gz --do_train --do_eval --do_predict \
         --alpha_ce 0.5 --alpha_imdb 0.5 --alpha_corr 0.5 --do_mask --output_dir out
 """
 from __future__ import annotations
@@ -21,7 +21,7 @@ import numpy as np
 
 from distill.args import ModelArguments, ScriptCompatArguments, TrainingArguments, parse_command_line
 from distill.batching import PaddingCollator
-from distill.entry import cli_main, evaluate_and_save, start_run, train_and_evaluate
+from distill.entry import cli_main, finish_run, start_run
 from distill.errors import UsageError
 from distill.modeling import (
     check_lower_case,
@@ -36,7 +36,7 @@ from distill.modeling import (
 from distill.objective import SequenceClassificationObjective
 from distill.teacher_cache import check_cache_request, make_frozen_teacher
 from distill.trainer import DistillationTrainer
-from features.build import add_feature_terms
+from feature_kd.build import add_feature_terms
 from imdb.args import ImdbDataArguments, ImdbLossArguments
 from imdb.data import LABELS, load_imdb_hub, read_imdb_csv, split_dev, tokenize_reviews
 
@@ -109,10 +109,8 @@ def run(argv: list[str] | None = None) -> dict:
         compute_metrics=accuracy, main_metric="accuracy", tokenizer=tokenizer, model_transform=transform,
         group_by_length=data_args.group_by_length)
 
-    results = train_and_evaluate(trainer, start)
-    if train_args.do_predict:  # the best (dev-selected) model on the held-out test set, once
-        results.update(evaluate_and_save(trainer, "test", "test_", datasets={"": encode(test)}))
-    return results
+    # the teacher is scored on the same dev reviews; the best (dev-selected) model on the held-out test set, once
+    return finish_run(trainer, start, test_datasets={"": encode(test)} if train_args.do_predict else None)
 
 
 def main(argv: list[str] | None = None) -> int:

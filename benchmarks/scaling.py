@@ -55,8 +55,9 @@ def build_kd_trainer(shape: dict, device: str, bf16: bool, seed: int):
     from distill.args import TrainingArguments
     from distill.batching import PaddingCollator
     from distill.objective import SequenceClassificationObjective
+    from distill.runtime import make_accelerator
     from distill.teacher import FrozenTeacher
-    from distill.trainer import DistillationTrainer, make_accelerator
+    from distill.trainer import DistillationTrainer
 
     def bert(layers: int, model_seed: int):
         torch.manual_seed(model_seed)  # every process starts from the same weights, as DDP requires

@@ -165,7 +165,7 @@ def build_lgtm_opdf(accelerator, seed: int) -> dict:
 def build_one_to_one(accelerator, seed: int) -> dict:
     """KD + the one-to-one paper's feature terms with its GLUE weights: masked cross-correlation,
     hidden-state MSE and cosine on the last hidden states (both models run with hidden states)."""
-    from features.objective import FeatureTerms, WithFeatureTerms
+    from feature_kd.objective import FeatureTerms, WithFeatureTerms
     method = build_kd(accelerator, seed)
     features = FeatureTerms({"corr": 0.005, "hidden_mse": 0.5, "hidden_cos": 0.5}, do_mask=True)
     return {**method, "objective": WithFeatureTerms(method["objective"], features)}
@@ -234,8 +234,9 @@ def _build_trainers(methods: list[str], seed: int):
     """One real DistillationTrainer per method (optimizer made exactly as train() makes it), plus a
     bare teacher and the shared batch."""
     from distill.args import TrainingArguments
-    from distill.batching import DatasetBatches, PaddingCollator, TrainBatchOrder
-    from distill.trainer import DistillationTrainer, make_accelerator
+    from distill.batching import PaddingCollator
+    from distill.runtime import make_accelerator
+    from distill.trainer import DistillationTrainer
 
     tmp = tempfile.mkdtemp(prefix="step_cost_")
     # use_cpu: the workload is defined as a CPU benchmark; without it a GPU machine would time
@@ -246,11 +247,9 @@ def _build_trainers(methods: list[str], seed: int):
     collator = PaddingCollator(0)
     trainers = {}
     for method in methods:
-        trainer = trainers[method] = DistillationTrainer(args=args, accelerator=accelerator, collator=collator,
-                                                         **METHODS[method](accelerator, seed))
-        if trainer.train_dataset is not None:  # a method that prepares from the training set (kd_cached)
-            order = TrainBatchOrder(trainer.train_dataset.lengths, BATCH_SIZE, seed)
-            trainer.batch_source = DatasetBatches(trainer.train_dataset, collator, order, 1)
+        trainers[method] = DistillationTrainer(args=args, accelerator=accelerator, collator=collator,
+                                                **METHODS[method](accelerator, seed))
+        # (a method given a training set, kd_cached, prepares from it: the trainer's default batch source)
         # 1000 steps so that the linear schedule does not reach lr 0 within the benchmark.
         trainers[method].create_optimizer(total_steps=1000)
     return trainers, _make_batch(collator, seed), accelerator

@@ -169,8 +169,8 @@ class TrainingArguments:
                                          "by example id and reuse them in every epoch and later runs. A changed "
                                          "teacher, data or tokenisation makes a new cache."})
     teacher_cache_dir: str | None = field(
-        default=None, metadata={"help": "Where cached teacher outputs live (default $XDG_CACHE_HOME or "
-                                        "~/.cache, then distill/teacher_outputs)."})
+        default=None, metadata={"help": "Where cached teacher outputs live (default $XDG_CACHE_HOME/distill/"
+                                        "teacher_outputs, or ~/.cache/distill/teacher_outputs)."})
     teacher_cache_top_k: int | None = field(
         default=None, metadata={"help": "LM distillation: cache only the k most likely tokens of the teacher's "
                                         "distribution at the KD temperature; the remaining mass spreads evenly "

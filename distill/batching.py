@@ -155,14 +155,26 @@ def eval_batches(lengths: list[int], batch_size: int, world_size: int = 1, rank:
     return [mine[i:i + batch_size] for i in range(0, len(mine), batch_size)]
 
 
+def stack_padded(arrays: list[np.ndarray], fill: float = -1e4) -> np.ndarray:
+    """(N, ...) from per-example arrays whose shapes may differ (per-token outputs of differently
+    padded batches): each is padded at the end of every axis to the largest size, with `fill`."""
+    shape = tuple(max(sizes) for sizes in zip(*(a.shape for a in arrays)))
+    if all(a.shape == shape for a in arrays):
+        return np.stack(arrays)
+    out = np.full((len(arrays), *shape), fill, dtype=arrays[0].dtype)
+    for i, a in enumerate(arrays):
+        out[(i, *(slice(0, n) for n in a.shape))] = a
+    return out
+
+
 class DatasetBatches:
     """The trainer's default batch source: a fixed dataset in `TrainBatchOrder`'s order.
 
     A batch source tells the trainer how many optimizer steps an epoch has and yields, per step, the
-    list of collated micro-batches (MiniLLM's rollouts are another source: minillm/rollouts.py).
-    `epoch_steps(epoch, skip, trainer)` starts after the `skip` steps of the epoch already done (a
-    resumed run); `state_dict()` is what a checkpoint must keep for an exact resume (nothing here:
-    the order depends on (seed, epoch) only).
+    list of collated micro-batches (MiniLLM's rollouts are another source: sequence_kd/rollouts.py; the
+    contract: `BatchSource` in distill/plugins.py). `epoch_steps(epoch, skip, ctx)` starts after the
+    `skip` steps of the epoch already done (a resumed run); `state_dict()` is what a checkpoint must keep
+    for an exact resume (nothing here: the order depends on (seed, epoch) only).
     """
 
     def __init__(self, dataset: TokenizedDataset, collator, order: TrainBatchOrder, accumulation_steps: int):
@@ -174,7 +186,7 @@ class DatasetBatches:
     def steps_per_epoch(self) -> int:
         return self.order.num_steps()
 
-    def epoch_steps(self, epoch: int, skip: int, trainer=None):
+    def epoch_steps(self, epoch: int, skip: int, ctx=None):
         for step_batches in self.order.epoch_steps(epoch)[skip:]:
             yield [self.collator([self.dataset[i] for i in idx]) for idx in step_batches]
 
@@ -183,3 +195,13 @@ class DatasetBatches:
 
     def load_state_dict(self, state: dict) -> None:
         pass
+
+
+def training_set_batches(dataset: TokenizedDataset, collator, args, accelerator,
+                         group_by_length: bool = True) -> DatasetBatches:
+    """The trainer's default batch source for `dataset`: our order for this process (`args`: the
+    TrainingArguments' batch size, seed and accumulation)."""
+    order = TrainBatchOrder(dataset.lengths, args.per_device_train_batch_size, args.seed,
+                            group_by_length=group_by_length, world_size=accelerator.num_processes,
+                            rank=accelerator.process_index)
+    return DatasetBatches(dataset, collator, order, args.gradient_accumulation_steps)

@@ -15,13 +15,13 @@ import pickle
 import random
 import re
 import shutil
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 import torch
 
 from distill.errors import UsageError
-from distill.io_utils import atomic_write_json, replace_dir, set_file_modes, writing
+from distill.io_utils import atomic_dir, atomic_write_json, set_file_modes
 
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 STATE_FILE = "trainer_state.json"
@@ -35,23 +35,46 @@ class TrainerState:
     epoch: float = 0.0
     best_metric: float | None = None
     best_step: int | None = None
-    # a teacher that learns (ProKT, LGTM) is selected on its own dev metric
-    teacher_best_metric: float | None = None
-    teacher_best_step: int | None = None
     log_history: list[dict] = field(default_factory=list)
     # Running sums of the step logs since the last logged step, checkpointed so that a resumed run
     # logs exactly what an uninterrupted one would.
     log_window: dict = field(default_factory=dict)
     train_loss_sum: float = 0.0  # Σ of the per-step total loss, for train_loss
     train_runtime: float = 0.0  # seconds of training over every session, up to the last checkpoint
+    # What plug-ins report for the record (a teacher that learns: teacher_best_metric, teacher_best_step),
+    # written at the top level of trainer_state.json. They keep their own state in training_state.pt.
+    extra: dict = field(default_factory=dict)
+
+    def add_step_logs(self, logs: dict[str, float]) -> None:
+        """One optimizer step's logs into the running window (its sums and its number of steps)."""
+        for key, value in logs.items():
+            self.log_window[key] = self.log_window.get(key, 0.0) + value
+        self.log_window["_n"] = self.log_window.get("_n", 0) + 1
+
+    def pop_window(self) -> dict[str, float]:
+        """The mean of every log over the steps since the last logged one; the window starts over."""
+        window, self.log_window = self.log_window, {}
+        n = window.pop("_n")
+        return {k: v / n for k, v in window.items()}
+
+    def train_metrics(self, examples: int) -> dict[str, float]:
+        """train_results.json: the run's time, speed and mean loss, over every session."""
+        return {"train_runtime": round(self.train_runtime, 3), "train_samples": examples,
+                "train_steps_per_second": round(self.global_step / max(self.train_runtime, 1e-9), 3),
+                "train_loss": self.train_loss_sum / max(self.global_step, 1), "epoch": round(self.epoch, 4),
+                "total_optimizer_steps": self.global_step}
 
     def save(self, path: str) -> None:
-        atomic_write_json(path, asdict(self))
+        data = asdict(self)
+        atomic_write_json(path, data | data.pop("extra"))
 
     @classmethod
     def load(cls, path: str) -> "TrainerState":
         with open(path, encoding="utf-8") as f:
-            return cls(**json.load(f))
+            data = json.load(f)
+        names = {f.name for f in fields(cls)} - {"extra"}
+        return cls(**{k: v for k, v in data.items() if k in names},
+                   extra={k: v for k, v in data.items() if k not in names})
 
 
 def list_checkpoints(output_dir: str) -> list[str]:
@@ -90,9 +113,7 @@ def save_checkpoint(path: str, *, model, tokenizer, optimizer, scheduler, state:
     `student_state`, when given, the training model's own state (e.g. MPO cores) for an exact resume;
     `source_state`, each process's batch-source state (MiniLLM's rollout buffer); `run_flags`, the
     flags that define the run (a resume with other flags is refused)."""
-    tmp = path + ".tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    with writing(f"checkpoint {path}", cleanup=tmp):
+    with atomic_dir(path, f"checkpoint {path}") as tmp:
         save_model_files(tmp, model, tokenizer)
         torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                     "teacher": teacher_state, "rng": process_rng, "student": student_state,
@@ -101,8 +122,33 @@ def save_checkpoint(path: str, *, model, tokenizer, optimizer, scheduler, state:
         state.save(os.path.join(tmp, STATE_FILE))
         if run_flags is not None:
             atomic_write_json(os.path.join(tmp, FLAGS_FILE), run_flags)
-        set_file_modes(tmp)
-        replace_dir(tmp, path)
+
+
+def restore_checkpoint(path: str, total_steps: int, *, student, transformed: bool, optimizer, scheduler, teacher,
+                       source, rank: int) -> TrainerState:
+    """Load checkpoint `path` into a run's parts, as `save_checkpoint` wrote them; returns its trainer state.
+    `student`: the training model (`transformed`: it differs from the saved plain model, so its own state
+    was kept); `source`: the batch source, given this process's (`rank`) state."""
+    training, state = load_training_state(path)
+    if state.global_step > total_steps:
+        raise UsageError(f"{path} is at step {state.global_step}, beyond this run's {total_steps} steps; resume "
+                         "with the flags that made it, or start over with --overwrite_output_dir")
+    raw = training.get("student")
+    if (raw is None) == transformed:
+        made = "with" if raw is not None else "without"
+        raise UsageError(f"{path} was written {made} a model transform (--use_opdf); resume with the flags of "
+                         "that run, or start over with --overwrite_output_dir")
+    if raw is None:
+        load_model_weights(student, os.path.join(path, "model.safetensors"))
+    else:
+        student.load_state_dict(raw)
+    optimizer.load_state_dict(training["optimizer"])
+    scheduler.load_state_dict(training["scheduler"])
+    teacher.load_state_dict(training["teacher"])
+    set_rng_state(training["rng"])
+    sources = training.get("source") or []
+    source.load_state_dict(sources[rank] if rank < len(sources) else {})
+    return state
 
 
 def save_model_files(directory: str, model, tokenizer=None) -> None:

@@ -1,14 +1,17 @@
-"""Atomic file writes: a kill mid-write leaves the previous file intact, never a half-written one;
-a write that fails (disk full, quota, permissions) becomes one line that says so."""
+"""Atomic file and dir writes: a kill mid-write leaves the previous file intact, never a half-written one;
+a write that fails (disk full, quota, permissions) becomes one line that says so. Every write of a result,
+a checkpoint, a model or a cache entry goes through `atomic_path` or `atomic_dir`. Also the cache root."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
 import re
 import shutil
 import tempfile
+import uuid
 
 from distill.errors import UsageError
 
@@ -105,6 +108,59 @@ def replace_dir(tmp_dir: str, final_dir: str) -> None:
     os.replace(tmp_dir, final_dir)
     if old:
         shutil.rmtree(old, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def atomic_dir(final_dir: str, what: str | None = None, tmp_dir: str | None = None):
+    """Yield an empty temporary dir (`tmp_dir`, default `<final_dir>.tmp`); what the block writes there
+    replaces `final_dir` as a whole only if the block finishes. A storage failure becomes one line naming
+    `what` (default: the dir); a kill leaves the old dir (or its `.old` copy mid-swap) and a `.tmp` dir that
+    the next run removes. File modes follow the umask (some writers make 0600 files)."""
+    tmp = tmp_dir or final_dir + ".tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    with writing(what or final_dir, cleanup=tmp):
+        os.makedirs(tmp)
+        try:
+            yield tmp
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        set_file_modes(tmp)
+        replace_dir(tmp, final_dir)
+
+
+def partial_dir_name(final_dir: str) -> str:
+    """A fresh name beside `final_dir` (`<final_dir>.partial-<random>`) for a dir that is filled and then
+    moved into place with `publish_dir`: several runs may build the same `final_dir` at once, each in its
+    own partial dir. A kill leaves the partial dir behind, never a half-filled `final_dir`."""
+    return f"{final_dir}.partial-{uuid.uuid4().hex[:12]}"
+
+
+def publish_dir(partial: str, final_dir: str, what: str | None = None) -> bool:
+    """Move the complete dir `partial` into place as `final_dir`, unless a complete `final_dir` is there
+    already (another run published the same content first): then `partial` is removed. The first copy wins
+    and is never replaced, so a run reading `final_dir` meanwhile is not disturbed. True if this one was
+    published. A storage failure becomes one line naming `what` (default: the dir)."""
+    with writing(what or final_dir, cleanup=partial):
+        set_file_modes(partial)
+        if os.path.isdir(final_dir):
+            shutil.rmtree(partial, ignore_errors=True)
+            return False
+        try:
+            os.replace(partial, final_dir)
+        except OSError as e:  # published by another run between the check and the rename
+            if e.errno not in (errno.ENOTEMPTY, errno.EEXIST) or not os.path.isdir(final_dir):
+                raise
+            shutil.rmtree(partial, ignore_errors=True)
+            return False
+        return True
+
+
+def cache_root(*parts: str) -> str:
+    """`$XDG_CACHE_HOME/distill/<parts>` (default `~/.cache/distill/<parts>`), resolved when called, so a
+    run (or a test) that sets XDG_CACHE_HOME gets its own cache. The one root of every cache we keep."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "distill", *parts)
 
 
 def weights_fingerprint(model_path: str) -> str:

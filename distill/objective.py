@@ -19,8 +19,31 @@ def weighted_loss(weights: dict[str, float], terms: dict[str, torch.Tensor], cou
     return sum(w * terms[k] / counts[k] for k, w in weights.items() if w != 0.0)
 
 
+def weighted_term_logs(weights: dict[str, float], sums: dict[str, float], counts: dict[str, float],
+                       total_name: str = "loss/total") -> dict[str, float]:
+    """`loss/<term>` (the mean), `loss/<term>_weighted` and the weighted total, for the logs."""
+    logs, total = {}, 0.0
+    for k, w in weights.items():
+        mean = sums[k] / counts[k]
+        logs[f"loss/{k}"] = mean
+        logs[f"loss/{k}_weighted"] = w * mean
+        total += w * mean
+    logs[total_name] = total
+    return logs
+
+
+def global_counts(objective: "Objective", micro_batches: list[dict], accelerator) -> dict[str, float]:
+    """Items each term of `objective` averages over in one optimizer step: all its micro-batches, all
+    processes (so accumulation and DDP equal one big batch); at least 1."""
+    per_batch = [objective.counts(b) for b in micro_batches]
+    local = {k: sum(c[k] for c in per_batch) for k in objective.weights}
+    values = torch.tensor(list(local.values()), device=accelerator.device, dtype=torch.float64)
+    return dict(zip(local, accelerator.reduce(values, "sum").clamp(min=1).tolist()))
+
+
 class Objective:
-    """Base class: subclasses fill `weights` and implement `counts` and `loss_sums`."""
+    """Base class (the contract: `Objective` in distill/plugins.py): subclasses fill `weights` and
+    implement `counts` and `loss_sums`."""
 
     #: term name -> weight in the total loss (terms of weight 0 are still computed and logged)
     weights: dict[str, float]

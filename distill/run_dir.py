@@ -179,10 +179,11 @@ class RunStart:
     resume_from: str | None = None
     fresh: bool = False
     record: dict | None = None  # what it runs with (distill/run_record.py), written with its first file
+    task_files: frozenset[str] = frozenset()  # the task's own output names (GLUE's server files), also stale
 
     def claim(self) -> None:
         """Make the dir this run's, just before training writes into it (main process only)."""
-        clear_run_files(self.output_dir, everything=self.fresh)
+        clear_run_files(self.output_dir, everything=self.fresh, task_files=self.task_files)
         write_flags(self.output_dir, self.flags)
         self.write_record(TRAINING_RECORD)
 
@@ -192,10 +193,11 @@ class RunStart:
 
 
 def plan_start(output_dir: str, flags: dict, *, do_train: bool, overwrite: bool,
-               resume_from_checkpoint: str | None) -> RunStart:
+               resume_from_checkpoint: str | None, task_files: tuple[str, ...] = ()) -> RunStart:
     """Decide, from what `output_dir` holds, how this command starts (see the module docstring);
-    refuses with one line when it may not. Reads only: nothing is written or removed here."""
-    start = RunStart(output_dir, flags)
+    refuses with one line when it may not. Reads only: nothing is written or removed here.
+    `task_files`: names of files the task writes beside the run files (GLUE's test-server files)."""
+    start = RunStart(output_dir, flags, task_files=frozenset(task_files))
     if not do_train:
         check_evaluation_dir(output_dir, flags, overwrite)
         return start
@@ -288,16 +290,14 @@ RUN_FILES = re.compile("|".join([
     r"^.+\.token_counts\.npy$"]))
 
 
-def clear_run_files(output_dir: str, everything: bool = True) -> None:
+def clear_run_files(output_dir: str, everything: bool = True, task_files: frozenset[str] = frozenset()) -> None:
     """Remove the temporary files of killed writes and, with `everything`, what an earlier run of this
-    dir left that a new one could mistake for its own: checkpoints, logs, results, predictions (GLUE
-    server files too) and the record of its flags. Its model and `teacher/` stay until this run writes
-    its own; files the user put there always stay."""
-    from distill.glue.submission import expected_submission_files
-    predictions = set(expected_submission_files())
+    dir left that a new one could mistake for its own: checkpoints, logs, results, predictions (the
+    task's own `task_files` too, e.g. GLUE server files) and the record of its flags. Its model and
+    `teacher/` stay until this run writes its own; files the user put there always stay."""
     for name in os.listdir(output_dir):
         stale = TEMPORARY.match(name) or (everything and (CHECKPOINT_RE.match(name) or RUN_FILES.match(name)
-                                                          or name in predictions))
+                                                          or name in task_files))
         if not stale:
             continue
         path = os.path.join(output_dir, name)

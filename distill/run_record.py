@@ -142,7 +142,7 @@ def run_summary(trainer, examples: int, epochs: int, steps: int) -> str:
     args, acc, objective = trainer.args, trainer.accelerator, trainer.objective
     loss = " + ".join(f"{w:g}·{name}" for name, w in trainer.term_weights.items())
     temperature = getattr(objective, "temperature", None)
-    teacher = trainer.teacher
+    teacher = trainer.teacher if trainer.teacher.model is not None else None
     global_batch = args.per_device_train_batch_size * acc.num_processes * args.gradient_accumulation_steps
     lines = [
         "=" * 30 + " run " + "=" * 30,

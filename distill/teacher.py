@@ -1,13 +1,8 @@
 """Teacher strategies: how the teacher produces its outputs, and whether (and how) it learns.
 
-The trainer calls, on the strategy it is given:
-- `prepare(trainer, total_steps)` once, after the student's optimizer exists (a teacher that learns
-  makes its own optimizer and schedule there);
-- `before_optimizer_step(trainer, micro_batches)` once per optimizer step, before the student's
-  forward/backward (teachers that learn, ProKT and LGTM in lgtm/, update themselves there) and
-  returns logs;
-- `outputs(batch)` per micro-batch: the targets the student learns from;
-- `state_dict()/load_state_dict()` for checkpoints.
+The contract and when the trainer calls each method: `TeacherStrategy` in distill/plugins.py. Here: the
+fixed teacher. Teachers that learn (ProKT, LGTM) are in lgtm/teachers.py, the cached one in
+distill/teacher_cache.py.
 """
 from __future__ import annotations
 
@@ -15,25 +10,19 @@ import torch
 from torch import nn
 
 from distill.modeling import forward_input_names, model_inputs
+from distill.plugins import FixedTeacherHooks
 
 
-class Teacher:
-    """The interface, with the behaviour of a fixed teacher: eval mode (no dropout), no gradients, no
-    autograd graph, never wrapped in DDP. It gets its own inputs from the batch, e.g. token_type_ids
-    for a BERT teacher even when the student (DistilBERT) takes none."""
-
-    learns = False  # a teacher that learns is evaluated, selected and saved alongside the student
+class Teacher(FixedTeacherHooks):
+    """A teacher model, with the behaviour of a fixed teacher: eval mode (no dropout), no gradients, no
+    autograd graph, never wrapped in DDP; nothing to learn, select or save (FixedTeacherHooks). It gets
+    its own inputs from the batch, e.g. token_type_ids for a BERT teacher even when the student
+    (DistilBERT) takes none."""
 
     def __init__(self, model: nn.Module, accelerator):
         self.model = model.to(accelerator.device).eval()
         self.accelerator = accelerator
         self.input_names = forward_input_names(self.model)
-
-    def prepare(self, trainer, total_steps: int) -> None:
-        pass
-
-    def before_optimizer_step(self, trainer, micro_batches: list[dict]) -> dict[str, float]:
-        return {}  # nothing to learn
 
     def outputs(self, batch: dict[str, torch.Tensor], **forward_kwargs):
         """The teacher's outputs as constants: eval mode, no graph (also for a teacher that learns:
@@ -55,12 +44,6 @@ class Teacher:
             else:  # e.g. a KV cache: nothing a loss reads
                 del out[key]
         return out
-
-    def state_dict(self) -> dict:
-        return {}
-
-    def load_state_dict(self, state: dict) -> None:
-        pass
 
 
 class FrozenTeacher(Teacher):

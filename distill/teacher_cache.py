@@ -24,26 +24,20 @@ import hashlib
 import json
 import logging
 import os
-import shutil
-import uuid
 
 import numpy as np
 import torch
 from accelerate.utils import broadcast_object_list
 from safetensors.torch import load_file, save_file
 
-from distill.batching import DatasetBatches, TokenizedDataset, eval_batches
+from distill import io_utils
+from distill.batching import TokenizedDataset, eval_batches
 from distill.errors import UsageError
 from distill.teacher import FrozenTeacher
 
 logger = logging.getLogger(__name__)
 FORMAT_VERSION = 1
 SPAN_OUTPUTS = ("start_logits", "end_logits")  # per-token although 2-D: (B, T)
-
-
-def default_cache_root() -> str:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "distill", "teacher_outputs")
 
 
 def is_per_token(name: str, value: torch.Tensor) -> bool:
@@ -71,7 +65,7 @@ class CachedTeacher(FrozenTeacher):
     def __init__(self, model, accelerator, cache_root: str | None = None, top_k: int | None = None,
                  temperature: float = 1.0, vocab_size: int | None = None):
         super().__init__(model, accelerator)
-        self.cache_root = cache_root or default_cache_root()
+        self.cache_root = cache_root or io_utils.cache_root("teacher_outputs")
         self.top_k, self.temperature, self.vocab_size = top_k, temperature, vocab_size
         self.tables: dict[str, torch.Tensor] = {}
         self.per_token: set[str] = set()
@@ -79,18 +73,18 @@ class CachedTeacher(FrozenTeacher):
         self.path = None
 
     # ------------------------------------------------------------------ building or loading
-    def prepare(self, trainer, total_steps: int) -> None:
-        if not isinstance(trainer.batch_source, DatasetBatches):
+    def prepare(self, setup) -> None:
+        if setup.train_dataset is None:
             raise UsageError("--cache_teacher_outputs needs a fixed training set; this method makes new training "
                              "sequences as it trains (MiniLLM rollouts): drop --cache_teacher_outputs")
-        dataset = trainer.train_dataset
-        self.forward_kwargs = dict(trainer.objective.forward_kwargs)
+        dataset = setup.train_dataset
+        self.forward_kwargs = dict(setup.forward_kwargs)
         key = self.cache_key(dataset)
         self.path = os.path.join(self.cache_root, key)
         if os.path.isfile(os.path.join(self.path, "meta.json")):
             logger.info("teacher outputs: reusing the cache %s", self.path)
         else:
-            self._build(trainer, dataset)
+            self._build(setup, dataset)
         self._load(dataset)
 
     def cache_key(self, dataset: TokenizedDataset) -> str:
@@ -111,11 +105,11 @@ class CachedTeacher(FrozenTeacher):
             h.update(np.concatenate([np.asarray(x, dtype=np.int64) for x in dataset.columns[name]]).tobytes())
         return h.hexdigest()[:32]
 
-    def _build(self, trainer, dataset: TokenizedDataset) -> None:
+    def _build(self, setup, dataset: TokenizedDataset) -> None:
         """Every process computes its share (the eval split: each example once) into its own part file;
         the main process then marks the cache complete (meta.json) and moves it into place atomically."""
         acc = self.accelerator
-        token = [f"{self.path}.partial-{uuid.uuid4().hex[:12]}"]
+        token = [io_utils.partial_dir_name(self.path)]
         if acc.num_processes > 1:
             broadcast_object_list(token)  # one partial dir for the run, named by the main process
         partial = token[0]
@@ -124,9 +118,9 @@ class CachedTeacher(FrozenTeacher):
         acc.wait_for_everyone()
         logger.info("teacher outputs: computing %d examples into %s", len(dataset), self.path)
         ids, parts, per_token = [], {}, set()
-        for idx in eval_batches(dataset.lengths, trainer.args.per_device_eval_batch_size, acc.num_processes,
+        for idx in eval_batches(dataset.lengths, setup.args.per_device_eval_batch_size, acc.num_processes,
                                 acc.process_index):
-            batch = trainer._to_device(trainer.collator([dataset[i] for i in idx]))
+            batch = setup.to_device(setup.collator([dataset[i] for i in idx]))
             out = super().outputs(batch, **self.forward_kwargs)
             for name, value in self._storable(out).items():
                 rows = parts.setdefault(name, [])
@@ -140,17 +134,17 @@ class CachedTeacher(FrozenTeacher):
         tensors = {name: (torch.cat if name in per_token else torch.stack)(rows).contiguous()
                    for name, rows in parts.items()}
         tensors["example_id"] = torch.tensor(ids, dtype=torch.int64)
-        save_file(tensors, os.path.join(partial, f"part-{acc.process_index}.safetensors"))
+        what = f"the teacher-output cache {self.path}"
+        with io_utils.writing(what):
+            save_file(tensors, os.path.join(partial, f"part-{acc.process_index}.safetensors"))
         acc.wait_for_everyone()
-        if acc.is_main_process:
-            with open(os.path.join(partial, "meta.json"), "w", encoding="utf-8") as f:
-                json.dump({"format": FORMAT_VERSION, "examples": len(dataset), "parts": acc.num_processes,
-                           "per_token": sorted(per_token), "top_k": self.top_k, "temperature": self.temperature,
-                           "teacher": type(self.model).__name__}, f, indent=2)
-            if os.path.isdir(self.path):  # another run finished the same cache first
-                shutil.rmtree(partial)
-            else:
-                os.replace(partial, self.path)
+        if acc.is_main_process:  # meta.json marks the parts complete; then the dir goes into place as a whole
+            io_utils.atomic_write_json(os.path.join(partial, "meta.json"), {
+                "format": FORMAT_VERSION, "examples": len(dataset), "parts": acc.num_processes,
+                "per_token": sorted(per_token), "top_k": self.top_k, "temperature": self.temperature,
+                "teacher": type(self.model).__name__})
+            if not io_utils.publish_dir(partial, self.path, what):
+                logger.info("teacher outputs: another run finished the same cache first; using it")
         acc.wait_for_everyone()
 
     def _storable(self, out) -> dict[str, torch.Tensor]:

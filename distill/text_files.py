@@ -12,6 +12,7 @@ import gzip
 import io
 import json
 import os
+import sys
 import zlib
 from collections.abc import Iterable, Iterator
 
@@ -131,7 +132,11 @@ def read_text(path: str, not_found: str | None = None) -> str:
 
 def csv_records(text: str | Iterable[str], path: str, **fmt) -> Iterator[tuple[int, list[str]]]:
     """(line number where the record starts, fields) for every non-blank record of csv/tsv `text` (a
-    string, or lines as text_lines gives them); a csv.Error becomes a UsageError naming the line."""
+    string, or lines as text_lines gives them); a csv.Error becomes a UsageError naming the line.
+    Fields may be as long as a line: GLUE sentences (QQP, MNLI) can pass the csv module's 128 KB cap and are
+    never quoted. The cap is process-wide, so it is lifted here, when a file is read, not at import."""
+    if csv.field_size_limit() < sys.maxsize:
+        csv.field_size_limit(sys.maxsize)
     reader = csv.reader(io.StringIO(text, newline="") if isinstance(text, str) else text, **fmt)
     start = 1
     try:

@@ -3,14 +3,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from features.args import TaskLossArguments
+from feature_kd.args import TaskLossArguments
 
 
 @dataclass
 class ImdbDataArguments:
     _argument_group_name = "data (IMDB)"
     data_file: str | None = field(default=None, metadata={"help": "Local IMDB csv(.gz) with columns split,label,text "
-                                                                   "(e.g. ../shared/data/imdb/imdb_50k.csv.gz). "
+                                                                   "(e.g. imdb_50k.csv.gz). "
                                                                    "Default: the Hub's imdb."})
     dev_fraction: float = field(default=0.1, metadata={"help": "Label-stratified share of TRAIN held out as the dev "
                                                                "set that selects the best checkpoint.",

@@ -1,4 +1,4 @@
-"""IMDB reviews from the local csv(.gz) of ../shared/data (split,label,rating,id,orig_path,text) or the
+"""IMDB reviews from a local csv(.gz) (split,label[,rating,id,orig_path],text, as imdb_50k.csv.gz) or the
 Hub's `imdb`, a dev split carved from TRAIN (model selection never sees test), and the truncation of
 long reviews.
 
@@ -47,7 +47,7 @@ SPLITS = ("train", "test")
 def read_imdb_csv(path: str) -> dict[str, Reviews]:
     """{"train": ..., "test": ...} from the csv (gzip-compressed when the name ends in .gz). Every row
     has the header's fields, a split of train/test and a label of 0/1; both splits must hold reviews."""
-    lines = text_lines(path, not_found=f"IMDB file not found: {path}; pass ../shared/data/imdb/imdb_50k.csv.gz or a "
+    lines = text_lines(path, not_found=f"IMDB file not found: {path}; pass the path of imdb_50k.csv.gz or of a "
                                        "csv with columns split,label,text")
     records = csv_records(lines, path)
     _, header = next(records, (0, None))

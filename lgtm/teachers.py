@@ -9,6 +9,7 @@ is pulled toward come from the student in eval mode, without gradient (what the 
 """
 from __future__ import annotations
 
+import logging
 import math
 from contextlib import contextmanager
 
@@ -17,17 +18,21 @@ import torch.distributed as dist
 from torch import nn
 from torch.func import functional_call
 
+from distill.checkpoint import load_state_checked, load_training_state
 from distill.errors import UsageError
 from distill.modeling import model_inputs
-from distill.objective import weighted_loss
+from distill.objective import weighted_loss, weighted_term_logs
 from distill.optim import make_adamw, make_scheduler
+from distill.plugins import LabelledObjective, Selection, StepContext, TeacherSetup
 from distill.teacher import Teacher
-from distill.trainer import weighted_term_logs
 from lgtm.args import TeacherLearningArguments
 from lgtm.influence import exact_influence, finite_difference_influence, global_norm, logit_gradient, outputs
 from lgtm.objectives import TeacherAuxObjective
 from lgtm.quiz import QuizBatches
 from lgtm.virtual_step import virtual_adamw_step
+
+logger = logging.getLogger(__name__)
+TEACHER_DIR = "teacher"  # the best trained teacher, a plain Hugging Face model dir in the output dir
 
 
 def all_reduce_sum(tensors) -> None:
@@ -41,7 +46,11 @@ def all_reduce_sum(tensors) -> None:
 class ProKTTeacher(Teacher):
     """ProKT: before each student step, one teacher step on
     L_T = t_α·KL(p_s‖p_t) + (1 − t_α)·CE(t, y) (lgtm/objectives.py), with its own AdamW and a schedule of
-    the student's type, at --t_learning_rate."""
+    the student's type, at --t_learning_rate.
+
+    The teacher is selected on its own dev score: at each evaluation it scores itself (teacher_eval_*)
+    and keeps its best step (whose checkpoint survives rotation); at the end that step's teacher is
+    restored from its checkpoint and saved as teacher/."""
 
     learns = True
 
@@ -51,17 +60,19 @@ class ProKTTeacher(Teacher):
         self.aux_objective = aux_objective
         self.learning_rate = learning_rate
         self.optimizer = self.scheduler = None
+        self.best_metric: float | None = None  # the teacher's best dev score, and the step it was reached at
+        self.best_step: int | None = None
 
     # ---------------------------------------------------------------- setup and state
-    def prepare(self, trainer, total_steps: int) -> None:
-        if trainer.args.fp16:
+    def prepare(self, setup: TeacherSetup) -> None:
+        if setup.args.fp16:
             raise UsageError("--fp16 cannot train the teacher (no loss scaling for it); use --bf16 or full precision")
-        self.optimizer = make_adamw(self.model, self.learning_rate, trainer.args, self.accelerator.device)
-        self.scheduler = make_scheduler(self.optimizer, trainer.args, total_steps)
+        self.optimizer = make_adamw(self.model, self.learning_rate, setup.args, self.accelerator.device)
+        self.scheduler = make_scheduler(self.optimizer, setup.args, setup.total_steps)
 
     def state_dict(self) -> dict:
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict()}
+                "scheduler": self.scheduler.state_dict(), "best": {"metric": self.best_metric, "step": self.best_step}}
 
     def load_state_dict(self, state: dict) -> None:
         if "model" not in state:
@@ -71,6 +82,33 @@ class ProKTTeacher(Teacher):
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        self.best_metric, self.best_step = state["best"]["metric"], state["best"]["step"]
+
+    # ---------------------------------------------------------------- selection: the best teacher
+    def after_evaluation(self, evaluate, selection: Selection, step: int) -> bool:
+        value = evaluate(self.model, "teacher_eval_")[f"teacher_eval_{selection.metric}"]
+        improved = selection.improves(value, self.best_metric)
+        if improved:
+            self.best_metric, self.best_step = value, step
+        logger.info("step %d: teacher %s = %.4f (best %.4f at step %d)", step, selection.metric, value,
+                    self.best_metric, self.best_step)
+        return improved
+
+    def keep_steps(self) -> tuple[int, ...]:
+        return (self.best_step,) if self.best_step is not None else ()
+
+    def record(self) -> dict:
+        return {"teacher_best_metric": self.best_metric, "teacher_best_step": self.best_step}
+
+    def finish(self, checkpoint_of, save_dir, selection: Selection) -> None:
+        """The best evaluated teacher (as it ended if never scored) restored and saved as teacher/."""
+        if self.best_step is not None:
+            path = checkpoint_of(self.best_step, "best teacher")
+            load_state_checked(self.model, load_training_state(path)[0]["teacher"]["model"], path)
+            logger.info("loaded the best teacher (step %d, %s = %.4f)", self.best_step, selection.metric,
+                        self.best_metric)
+        logger.info("saved the trained teacher to %s", save_dir(self.model, TEACHER_DIR))
+        self.accelerator.wait_for_everyone()
 
     # ---------------------------------------------------------------- one teacher step
     @torch.no_grad()
@@ -87,18 +125,18 @@ class ProKTTeacher(Teacher):
         with self.accelerator.autocast():
             return self.model(**model_inputs(batch, self.input_names)).logits
 
-    def before_optimizer_step(self, trainer, micro_batches: list[dict]) -> dict[str, float]:
-        counts = trainer.global_counts(self.aux_objective, micro_batches)
+    def before_optimizer_step(self, ctx: StepContext) -> dict[str, float]:
+        counts = ctx.counts(self.aux_objective, list(ctx.micro_batches))
         sums = {k: 0.0 for k in self.aux_objective.weights}
-        for batch in micro_batches:
-            s = self.student_logits(trainer.unwrapped_student, batch, trainer.student_inputs)
+        for batch in ctx.micro_batches:
+            s = self.student_logits(ctx.unwrapped_student, batch, ctx.student_inputs)
             terms = self.aux_objective.loss_sums(batch, outputs(self._forward(batch)), outputs(s))
             weighted_loss(self.aux_objective.weights, terms, counts).backward()
             for k in sums:
                 sums[k] += float(terms[k].detach())
-        return self._update(trainer, sums, counts)
+        return self._update(ctx, sums, counts)
 
-    def _update(self, trainer, sums: dict[str, float], counts: dict[str, float]) -> dict[str, float]:
+    def _update(self, ctx: StepContext, sums: dict[str, float], counts: dict[str, float]) -> dict[str, float]:
         """Sync the gradients over processes, clip, step the teacher's optimizer and schedule once."""
         acc = self.accelerator
         params = [p for p in self.model.parameters() if p.grad is not None]
@@ -108,9 +146,9 @@ class ProKTTeacher(Teacher):
                                   total_name="loss/teacher_aux")
         if not math.isfinite(logs["loss/teacher_aux"]):
             raise UsageError(f"the teacher's loss is {logs['loss/teacher_aux']} at step "
-                             f"{trainer.state.global_step + 1}; lower --t_learning_rate or check the labels")
-        if trainer.args.max_grad_norm and trainer.args.max_grad_norm > 0:
-            logs["teacher_grad_norm"] = float(torch.nn.utils.clip_grad_norm_(params, trainer.args.max_grad_norm))
+                             f"{ctx.step + 1}; lower --t_learning_rate or check the labels")
+        if ctx.max_grad_norm and ctx.max_grad_norm > 0:
+            logs["teacher_grad_norm"] = float(torch.nn.utils.clip_grad_norm_(params, ctx.max_grad_norm))
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
@@ -149,7 +187,7 @@ class LGTMTeacher(ProKTTeacher):
     """
 
     def __init__(self, model: nn.Module, accelerator, aux_objective: TeacherAuxObjective, learning_rate: float, *,
-                 student_objective, quiz: QuizBatches, influence: str = "student_kd",
+                 student_objective: LabelledObjective, quiz: QuizBatches, influence: str = "student_kd",
                  fd_radius: float = TeacherLearningArguments.lgtm_fd_radius,
                  exact: bool = False):
         super().__init__(model, accelerator, aux_objective, learning_rate)
@@ -159,8 +197,8 @@ class LGTMTeacher(ProKTTeacher):
         self.fd_radius = fd_radius
         self.exact = exact
 
-    def before_optimizer_step(self, trainer, micro_batches: list[dict]) -> dict[str, float]:
-        acc, student = self.accelerator, trainer.unwrapped_student
+    def before_optimizer_step(self, ctx: StepContext) -> dict[str, float]:
+        acc, student, micro_batches = self.accelerator, ctx.unwrapped_student, list(ctx.micro_batches)
         # 1. the teacher's logits for this step, and the RNG state that reproduces their dropout masks
         self.model.train()
         rng, t_logits = [], []
@@ -170,17 +208,17 @@ class LGTMTeacher(ProKTTeacher):
                 t_logits.append(self._forward(batch))
 
         # 2. virtual student step: the real accumulation loop fills .grad, the optimizer is only read
-        s_counts = trainer.step_counts(micro_batches)
-        trainer.accumulate_student_gradients(micro_batches, s_counts, lambda i, b: outputs(t_logits[i]))
-        theta_prime = virtual_adamw_step(student, trainer.optimizer, trainer.args.max_grad_norm)
-        trainer.optimizer.zero_grad(set_to_none=True)
-        student_lr = trainer.optimizer.param_groups[0]["lr"]
+        s_counts = ctx.student_counts
+        ctx.student_backward(micro_batches, s_counts, lambda i, b: outputs(t_logits[i]))
+        theta_prime = virtual_adamw_step(student, ctx.optimizer, ctx.max_grad_norm)
+        ctx.optimizer.zero_grad(set_to_none=True)
+        student_lr = ctx.optimizer.param_groups[0]["lr"]
 
         # 3. quiz gradient at θ'
-        v, quiz_loss = self._quiz_gradient(student, theta_prime, trainer)
+        v, quiz_loss = self._quiz_gradient(student, theta_prime, ctx)
 
         # 4. influence and the teacher's own loss, both as gradients with respect to the logits
-        a_counts = trainer.global_counts(self.aux_objective, micro_batches)
+        a_counts = ctx.counts(self.aux_objective, micro_batches)
         student.eval()
         influence_loss, eta = self._influence_loss(s_counts, a_counts, student_lr)
         theta = {n: p for n, p in student.named_parameters() if n in v}
@@ -188,7 +226,7 @@ class LGTMTeacher(ProKTTeacher):
         # the finite difference reuses the memory of θ' for θ ± εv: no new parameter-sized buffer per step
         extra = {} if self.exact else {"radius": self.fd_radius, "buffer": theta_prime}
         influence = compute(student, theta, v, batches=micro_batches, teacher_logits=t_logits, loss=influence_loss,
-                            input_names=trainer.student_inputs, autocast=acc.autocast, **extra)
+                            input_names=ctx.student_inputs, autocast=acc.autocast, **extra)
         del v, theta_prime
         sums = {k: 0.0 for k in self.aux_objective.weights}
 
@@ -197,7 +235,7 @@ class LGTMTeacher(ProKTTeacher):
             for k in sums:
                 sums[k] += float(terms[k].detach())
             return weighted_loss(self.aux_objective.weights, terms, a_counts)
-        grads = [logit_gradient(aux_loss, b, self.student_logits(student, b, trainer.student_inputs), t)
+        grads = [logit_gradient(aux_loss, b, self.student_logits(student, b, ctx.student_inputs), t)
                  for b, t in zip(micro_batches, t_logits)]
 
         # 5. one teacher backward carries both: Jᵀ(∂L_T/∂t − η·G), with the dropout masks of step 1
@@ -205,7 +243,7 @@ class LGTMTeacher(ProKTTeacher):
             with replayed_rng(state):
                 logits = self._forward(batch)
             logits.backward((g_aux - eta * g_inf).to(logits.dtype))
-        logs = self._update(trainer, sums, a_counts)
+        logs = self._update(ctx, sums, a_counts)
         logs["lgtm/quiz_loss"] = quiz_loss
         logs["lgtm/eta"] = eta
         # ‖η·G‖ over the whole step (all processes): how strongly the quiz feedback moves the teacher
@@ -227,12 +265,12 @@ class LGTMTeacher(ProKTTeacher):
             return weighted_loss(self.aux_objective.weights, terms, a_counts)
         return loss, self.optimizer.param_groups[0]["lr"]
 
-    def _quiz_gradient(self, student: nn.Module, theta_prime: dict[str, torch.Tensor], trainer):
+    def _quiz_gradient(self, student: nn.Module, theta_prime: dict[str, torch.Tensor], ctx: StepContext):
         """v = ∇_θ' of the task loss (mean over the step's global quiz batch) of the student at θ' (train
         mode). The quiz batch belongs to the optimizer step (lgtm/quiz.py); this process's share is
         summed over its micro-batches, then over processes, so any split gives the same v."""
         acc = self.accelerator
-        batches = [trainer._to_device(b) for b in self.quiz.micro_batches(trainer.state.global_step)]
+        batches = [ctx.to_device(b) for b in self.quiz.micro_batches(ctx.step)]
         local = sum(float(b["labels"].shape[0]) for b in batches)
         n_quiz = acc.reduce(torch.tensor(local, device=acc.device), "sum")
         params = {n: p.requires_grad_(True) for n, p in theta_prime.items()}
@@ -241,7 +279,7 @@ class LGTMTeacher(ProKTTeacher):
         loss_total = torch.zeros((), device=acc.device, dtype=torch.float64)
         for batch in batches:
             with acc.autocast():
-                inputs = model_inputs(batch, trainer.student_inputs)
+                inputs = model_inputs(batch, ctx.student_inputs)
                 logits = functional_call(student, params, args=(), kwargs=inputs).logits
             loss_sum = self.student_objective.eval_loss_sum(logits, batch["labels"])
             grads = torch.autograd.grad(loss_sum / n_quiz, list(params.values()), allow_unused=True)

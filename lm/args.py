@@ -118,7 +118,7 @@ class LMDataArguments:
                                                                   "original --group_by_size)."})
     data_cache_dir: str | None = field(
         default=None, metadata={"help": "Where tokenised data and token counts are cached and reused "
-                                        "(default ~/.cache/kd_toolkit/lm_data)."})
+                                        "(default $XDG_CACHE_HOME/distill/lm_data, or ~/.cache/distill/lm_data)."})
     preprocessed_data_file: str | None = field(
         default=None, metadata={"help": "Explicit cache file for the tokenised data (.npz): reused when it exists "
                                         "(and was made from the same data and tokenizer), written otherwise. With "

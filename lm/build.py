@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from distill.batching import PaddingCollator, TokenizedDataset
 from distill.errors import UsageError
+from distill.io_utils import cache_root
 from distill.text_files import is_pickle
 from lm.data import (
     Documents,
@@ -26,7 +27,12 @@ if TYPE_CHECKING:
     from lm.pipeline import DumpFiles
 
 logger = logging.getLogger(__name__)
-DEFAULT_CACHE = os.path.join(os.path.expanduser("~"), ".cache", "kd_toolkit", "lm_data")
+
+
+def data_cache_dir(data_args) -> str:
+    """Where tokenised data, token counts and SeqKD responses are cached: --data_cache_dir, default
+    `$XDG_CACHE_HOME/distill/lm_data` (resolved now, not at import)."""
+    return data_args.data_cache_dir or cache_root("lm_data")
 
 
 def load_documents(data_args, tokenizer, mlm: bool, cache_dir: str | None = None,
@@ -34,7 +40,7 @@ def load_documents(data_args, tokenizer, mlm: bool, cache_dir: str | None = None
     """(training documents, held-out documents), tokenised once and cached. In the DistilBERT pipeline's
     mode (`dump`) a .txt file holds one sequence per line, and the training file's tokenised data is
     kept in the dump path (unless --preprocessed_data_file names another file)."""
-    cache = data_args.data_cache_dir or DEFAULT_CACHE
+    cache = data_cache_dir(data_args)
     append_eos = not mlm  # a causal LM learns where documents end; MLM sequences get [CLS]/[SEP] instead
     lines = dump is not None
 
@@ -125,7 +131,7 @@ def masked_lm_data(train_docs: Documents, val_docs: Documents, data_args, loss_a
     else:
         if counts_path is None:  # computed once, cached next to the tokenised data, keyed by the exact ids
             digest = hashlib.sha256(train_docs.ids.tobytes()).hexdigest()[:24]
-            counts_path = os.path.join(data_args.data_cache_dir or DEFAULT_CACHE, f"counts-{digest}-{vocab}.npy")
+            counts_path = os.path.join(data_cache_dir(data_args), f"counts-{digest}-{vocab}.npy")
         counts = token_counts(train_docs, vocab, counts_path)
     masker = MLMMasker(smoothed_token_probs(counts, loss_args.mlm_smoothing, tokenizer.all_special_ids),
                        tokenizer.mask_token_id, tokenizer.all_special_ids, loss_args.mlm_mask_prop,

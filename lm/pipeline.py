@@ -133,10 +133,10 @@ class DumpFiles:
             save_token_counts(*self._counts)
 
     def on_save(self, epoch: int | None, model: PreTrainedModel) -> None:
-        """The trainer's hook at every checkpoint and epoch end: checkpoint.pth (with the config it loads
-        into), and model_epoch_<epoch>.pth at the end of an epoch. A resumed run redoes the steps after its
-        checkpoint and so rewrites a file of a step it redoes, with the same weights: none is lost or
-        doubled."""
+        """The trainer's save hook (`SaveHook`, distill/plugins.py) at every checkpoint and epoch end:
+        checkpoint.pth (with the config it loads into), and model_epoch_<epoch>.pth at the end of an epoch. A
+        resumed run redoes the steps after its checkpoint and so rewrites a file of a step it redoes, with the
+        same weights: none is lost or doubled."""
         if epoch is not None:
             save_state_dict(os.path.join(self.dir, epoch_file(epoch)), model)
         atomic_write_text(os.path.join(self.dir, "config.json"), model.config.to_json_string())

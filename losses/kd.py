@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from losses.numerics import upcast
 from losses.registry import register_loss
 
 
@@ -23,8 +24,8 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperat
     The τ² factor keeps the gradient magnitude independent of τ (the soft-target gradient scales as
     1/τ²), so α_kd means the same thing at every temperature.
     """
-    t_log_p = F.log_softmax(_upcast(teacher_logits) / temperature, dim=-1)  # (B, C)
-    s_log_p = F.log_softmax(_upcast(student_logits) / temperature, dim=-1)  # (B, C)
+    t_log_p = F.log_softmax(upcast(teacher_logits) / temperature, dim=-1)  # (B, C)
+    s_log_p = F.log_softmax(upcast(student_logits) / temperature, dim=-1)  # (B, C)
     kl = (t_log_p.exp() * (t_log_p - s_log_p)).sum(-1)  # (B,)
     return kl * temperature**2
 
@@ -32,21 +33,17 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperat
 @register_loss("kd_mse")
 def kd_mse_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     """Regression KD (STS-B): squared error to the teacher's score, per example. τ does not apply."""
-    diff = _upcast(student_logits) - _upcast(teacher_logits)  # (B, 1)
+    diff = upcast(student_logits) - upcast(teacher_logits)  # (B, 1)
     return diff.pow(2).sum(-1)
 
 
 @register_loss("ce")
 def cross_entropy_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Cross-entropy with the gold labels, per example."""
-    return F.cross_entropy(_upcast(logits), labels, reduction="none")
+    return F.cross_entropy(upcast(logits), labels, reduction="none")
 
 
 @register_loss("mse")
 def mse_loss(predictions: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Squared error with gold regression targets (STS-B scores), per example."""
-    return (_upcast(predictions).squeeze(-1) - _upcast(targets)).pow(2)
-
-
-def _upcast(x: torch.Tensor) -> torch.Tensor:
-    return x if x.dtype == torch.float64 else x.float()
+    return (upcast(predictions).squeeze(-1) - upcast(targets)).pow(2)

@@ -31,13 +31,14 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from losses.numerics import upcast
 from losses.registry import get_loss, register_loss
 
 TOKEN_DIVERGENCES = ("forward_kl", "reverse_kl", "jsd", "skew_forward_kl", "skew_reverse_kl", "tvd")
 
 
 def _log_probs(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float):
-    s, t = _upcast(student_logits), _upcast(teacher_logits)
+    s, t = upcast(student_logits), upcast(teacher_logits)
     if temperature != 1.0:  # (no copies of the logits at τ = 1)
         s, t = s / temperature, t / temperature
     return F.log_softmax(s, dim=-1), F.log_softmax(t, dim=-1)  # log q, log p: (N, V)
@@ -129,7 +130,7 @@ def total_variation(student_logits, teacher_logits, temperature: float = 1.0, **
 
 @register_loss("logit_mse")
 def logit_mse(student_logits, teacher_logits, temperature: float = 1.0, **_) -> torch.Tensor:
-    return (_upcast(student_logits) - _upcast(teacher_logits)).pow(2).sum(-1)
+    return (upcast(student_logits) - upcast(teacher_logits)).pow(2).sum(-1)
 
 
 def token_divergence(name: str, **options) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
@@ -209,9 +210,5 @@ def chunked_cross_entropy_sum(logits: torch.Tensor, positions: torch.Tensor, tar
                               chunk_size: int = 64, vocab_size: int | None = None) -> torch.Tensor:
     """Σ_{i ∈ positions} −log softmax(logits[i])[targets[i]], `targets` (B, T) ids, chunk by chunk."""
     v = vocab_size or logits.shape[-1]
-    return chunked_position_sum(logits, positions, lambda s, y: F.cross_entropy(_upcast(s[:, :v]), y, reduction="none"),
+    return chunked_position_sum(logits, positions, lambda s, y: F.cross_entropy(upcast(s[:, :v]), y, reduction="none"),
                                 targets, chunk_size=chunk_size)
-
-
-def _upcast(x: torch.Tensor) -> torch.Tensor:
-    return x if x.dtype == torch.float64 else x.float()

@@ -56,7 +56,7 @@ def layer_index(module_name: str) -> int:
 
 
 class TensorAlignmentLoss:
-    """A loss on the student's parameters (not on a batch): the trainer adds it once per optimizer step.
+    """A loss on the student's parameters (`ParameterLoss`, distill/plugins.py): added once per optimizer step.
     `weights` names its one term; `loss_terms()` returns {"opdf_align": L_align} with gradient."""
 
     name = "opdf_align"

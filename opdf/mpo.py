@@ -27,12 +27,6 @@ def bond_dims(in_shape: list[int], out_shape: list[int], max_bond: int | None = 
     return dims if max_bond is None else [min(d, max_bond) for d in dims]
 
 
-def mpo_param_count(in_shape: list[int], out_shape: list[int], max_bond: int | None = None) -> int:
-    """Σ_k d_{k-1} · i_k · j_k · d_k: the number of trainable numbers in the cores."""
-    d = bond_dims(in_shape, out_shape, max_bond)
-    return sum(d[k] * i * j * d[k + 1] for k, (i, j) in enumerate(zip(out_shape, in_shape)))
-
-
 def central_index(n_cores: int) -> int:
     return n_cores // 2
 

@@ -75,7 +75,8 @@ def target_modules(model: nn.Module, targets: tuple[str, ...] = DEFAULT_TARGETS)
 
 
 class MPOTransform:
-    """apply(model): replace the target Linears by MPOLinear in place (the training model).
+    """The trainer's model transform (`ModelTransform`, distill/plugins.py).
+    apply(model): replace the target Linears by MPOLinear in place (the training model).
     export(model): a dense copy with every MPOLinear contracted back to nn.Linear (what is saved)."""
 
     def __init__(self, targets: tuple[str, ...] = DEFAULT_TARGETS, input_shapes: list[list[int]] | None = None,

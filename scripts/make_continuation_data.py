@@ -20,6 +20,7 @@ import random
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from distill.io_utils import atomic_write_text  # noqa: E402
 from lm.data import held_out_count, read_records  # noqa: E402
 
 
@@ -36,9 +37,7 @@ def pairs(speeches: list[str], context_lines: int) -> list[dict]:
 
 
 def write_jsonl(path: str, rows: list[dict]) -> None:
-    with open(path, "w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    atomic_write_text(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
 
 
 def main() -> None:
@@ -61,8 +60,7 @@ def main() -> None:
     write_jsonl(os.path.join(args.output_dir, "train.jsonl"), train)
     write_jsonl(os.path.join(args.output_dir, "valid.jsonl"), held_out[:args.num_valid])
     write_jsonl(os.path.join(args.output_dir, "test.jsonl"), held_out[args.num_valid:args.num_valid + args.num_test])
-    with open(os.path.join(args.output_dir, "lm_train.txt"), "w", encoding="utf-8") as f:
-        f.write("\n\n".join(speeches[:n_train]) + "\n")
+    atomic_write_text(os.path.join(args.output_dir, "lm_train.txt"), "\n\n".join(speeches[:n_train]) + "\n")
     print(f"{len(train)} training pairs, {args.num_valid} valid, {args.num_test} test (of {len(held_out)} held out)")
 
 

@@ -19,9 +19,9 @@ import zipfile
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from distill.errors import UsageError  # noqa: E402
-from distill.glue.submission import SUBMISSION_HEADER, expected_submission_files, format_predictions  # noqa: E402
-from distill.glue.tasks import GlueTask  # noqa: E402
 from distill.io_utils import atomic_path  # noqa: E402
+from glue.submission import SUBMISSION_HEADER, expected_submission_files, format_predictions  # noqa: E402
+from glue.tasks import GlueTask  # noqa: E402
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

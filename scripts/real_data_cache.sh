@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Real-data check of --cache_teacher_outputs for the README: RTE KD from the fine-tuned all-MiniLM-L6-v2
+# Real-data check of --cache_teacher_outputs for docs/results.md ("Teacher-output caching"): RTE KD from the fine-tuned all-MiniLM-L6-v2
 # teacher (real_runs/rte/teacher, made by scripts/real_data_minilm.sh) into a 2-layer student (its layers 0
 # and 5), once with the live teacher and once with the cache (built by that run, in <out>/rte/teacher_cache),
 # then a second cached run that only reads it. Prints dev accuracy, training time and the largest weight

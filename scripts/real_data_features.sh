@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Real-data comparison for the README (issue 5): student fine-tuned vs KD vs one-to-one (masked) with the real
+# Real-data comparison for docs/results.md ("Fine-tuning vs KD vs one-to-one"): student fine-tuned vs KD vs one-to-one (masked) with the real
 # all-MiniLM-L6-v2 (6 layers, hidden 384) as the teacher and a 3-layer student made of its layers 0,2,4
 # (same width: no projection). Same seed, budget and learning rate (1e-4) for the three methods of a task.
 #   GLUE (rte, sst2): teacher real_runs/<task>/teacher from scripts/real_data_minilm.sh; KD is

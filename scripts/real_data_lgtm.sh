@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Real-data comparison for the README: KD vs ProKT vs LGTM (and KD+OPDF, LGTM+OPDF) with the real all-MiniLM-L6-v2 teacher
+# Real-data comparison for docs/results.md ("KD vs ProKT vs LGTM", "KD vs KD + OPDF"): KD vs ProKT vs LGTM (and KD+OPDF, LGTM+OPDF) with the real all-MiniLM-L6-v2 teacher
 # fine-tuned by scripts/real_data_minilm.sh (real_runs/<task>/teacher) and a 3-layer student made of
 # its layers 0,2,4. Same seed, flags and budget for the three methods; the LGTM paper's KD settings
 # (alpha_kd 1.0, temperature 1.0, t_learning_rate 3e-5). ProKT and LGTM start their teacher from the

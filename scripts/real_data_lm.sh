@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Real-data causal-LM distillation on Tiny Shakespeare (README "Real data: LM distillation").
+# Real-data causal-LM distillation on Tiny Shakespeare (docs/results.md, "Causal-LM distillation on Tiny Shakespeare").
 # A BPE tokenizer and a 4-layer GPT-2 teacher are trained here on the first 90 % of the documents; 2-layer
 # students (random init, same seed) are trained with the same budget without KD, with forward KL, reverse KL
 # and generalised JSD (β ½); all report perplexity on the last 10 % of the documents.

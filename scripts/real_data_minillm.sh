@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Real-data MiniLLM vs SFT vs KD vs SeqKD on a Tiny Shakespeare continuation task (README "Real data:
-# MiniLLM and SeqKD"). Uses the tokenizer, 4-layer teacher and 2-layer LM student of scripts/real_data_lm.sh
+# Real-data MiniLLM vs SFT vs KD vs SeqKD on a Tiny Shakespeare continuation task (docs/results.md,
+# "MiniLLM and SeqKD on a Tiny Shakespeare continuation task"). Uses the tokenizer, 4-layer teacher and 2-layer LM student of scripts/real_data_lm.sh
 # (run its stages tokenizer teacher nokd first, into $LM). Every method starts from that student, with the
 # same budget of optimizer steps; MiniLLM starts from the SFT student, as in the paper.
 #   scripts/real_data_minillm.sh <out_root> <stage>...

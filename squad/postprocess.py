@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from squad.data import SquadExample
-from squad.features import EvalFeatureMap
+from squad.windows import EvalFeatureMap
 
 
 def best_spans(examples: list[SquadExample], features: EvalFeatureMap, logits: np.ndarray, n_best_size: int = 20,

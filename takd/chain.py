@@ -29,7 +29,7 @@ from distill.io_utils import atomic_write_json
 from distill.modeling import load_source_config
 from distill.run_dir import LOCK_FILE, flag_differences, lock_dir, run_flags
 from distill.run_record import TRAINING_RECORD, flag_words, run_record
-from distill.trainer import process_state
+from distill.runtime import process_state
 from takd.args import Assistant, TAKDArguments, spread_layers
 from takd.summary import format_table, write_summary
 

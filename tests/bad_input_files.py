@@ -14,9 +14,8 @@ def broken_inputs(root, toy, tok, paths) -> dict[str, str]:
     import zipfile
 
     import numpy as np
+    from toys import toy_squad
     from transformers import BertConfig, BertForMaskedLM, BertForSequenceClassification
-
-    from distill.toy import toy_squad
     root.mkdir()
     out = {}
 

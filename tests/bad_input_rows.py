@@ -28,7 +28,7 @@ def lm_flags(bad, *extra):
 
 def squad_flags(toy, *extra):
     return ["--model_name_or_path", toy["student"], "--do_train", "--max_steps", "1", "--max_seq_length", "64",
-            "--report_to", "none", *extra]
+            "--doc_stride", "16", "--max_query_length", "16", "--report_to", "none", *extra]
 
 
 # (id, script, argv(toy, bad), words the line must contain)
@@ -182,6 +182,9 @@ FLAG_ROWS = [
     ("SQuAD max_query_length 0", "squad", lambda t, b: squad_only(t, "--max_query_length", "0"),
      ["--max_query_length must be >= 1"]),
     ("SQuAD n_best_size 0", "squad", lambda t, b: squad_only(t, "--n_best_size", "0"), ["--n_best_size must be >= 1"]),
+    ("SQuAD window without room for context", "squad",
+     lambda t, b: squad_only(t, "--max_seq_length", "32", "--max_query_length", "30"),
+     ["--doc_stride 16 leaves no room", "lower --max_query_length or raise --max_seq_length"]),
     ("SQuAD max_seq_length 8", "squad", lambda t, b: squad_only(t, "--max_seq_length", "8"),
      ["--max_seq_length must be >= 16"]),
     ("SQuAD negative alpha_squad", "squad", lambda t, b: squad_only(t, "--alpha_squad", "-1"),

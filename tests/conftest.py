@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
+import tempfile
 
 import numpy as np
 import pytest
@@ -10,6 +12,18 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing in the suite may reach the network
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def pytest_configure(config):
+    """Caches (teacher outputs, tokenised LM data: distill/io_utils.cache_root) go to a dir of this test
+    session, never into the user's ~/.cache: the suite neither reads a stale cache nor leaves one behind."""
+    config.distill_cache_dir = tempfile.mkdtemp(prefix="distill-test-cache-")
+    os.environ["XDG_CACHE_HOME"] = config.distill_cache_dir
+
+
+def pytest_unconfigure(config):
+    shutil.rmtree(getattr(config, "distill_cache_dir", ""), ignore_errors=True)
+
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURES = os.path.join(REPO_ROOT, "tests", "fixtures", "glue_tiny")  # hand-written, GLUE layouts

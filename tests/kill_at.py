@@ -32,9 +32,7 @@ def die() -> None:
 
 
 def install(where: str, arg: str) -> None:
-    import distill.checkpoint
     import distill.io_utils
-    import distill.trainer
     from distill.trainer import DistillationTrainer
 
     if where in ("step", "hold", "fsize"):
@@ -62,7 +60,7 @@ def install(where: str, arg: str) -> None:
             if os.path.basename(final) == arg:
                 die()
             real_replace(tmp, final)
-        distill.checkpoint.replace_dir = distill.trainer.replace_dir = replace
+        distill.io_utils.replace_dir = replace  # every dir write (checkpoints, teacher/) swaps in through it
     elif where == "final_save":
         real_save, real_os_replace = DistillationTrainer.save_model, os.replace
 

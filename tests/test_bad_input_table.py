@@ -8,8 +8,10 @@ files and models, by kind); the broken files they read are made by bad_input_fil
 one script in depth also live in that script's tests; this table is the cross-script contract."""
 from __future__ import annotations
 
+import glob
 import json
 import os
+import re
 import shutil
 
 import pytest
@@ -17,7 +19,7 @@ import torch
 from bad_input_data_rows import DATA_AND_MODEL_ROWS, KIND_SCRIPTS
 from bad_input_files import broken_inputs
 from bad_input_rows import FLAG_ROWS, ROWS, glue, imdb_flags, lm_only, squad_only
-from conftest import snapshot, toy_lm_corpus
+from conftest import REPO_ROOT, snapshot, toy_lm_corpus
 
 import run_glue
 import run_imdb_w_distillation
@@ -33,9 +35,10 @@ ROWS = ROWS + [row for rows in DATA_AND_MODEL_ROWS.values() for row in rows] + F
 def bad(toy, tmp_path_factory):
     """Broken files and mismatched models, made once."""
     from test_imdb import write_toy_imdb
+    from toys import build_gpt2
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification, BertTokenizerFast
 
-    from distill.toy import build_bert, build_gpt2
+    from distill.toy import build_bert
     root = tmp_path_factory.mktemp("bad")
     tok = AutoTokenizer.from_pretrained(toy["tokenizer"])
     paths = {"root": root}
@@ -121,13 +124,36 @@ def test_bad_input_gives_one_line_and_damages_nothing(row, toy, bad, earlier_run
     assert {k: after.get(k) for k in before} == before  # every earlier file as it was
 
 
-def test_table_covers_the_issue(toy):
-    assert len(ROWS) >= 20 and {r[1] for r in ROWS} == set(SCRIPTS)
-    assert len({r[0] for r in ROWS}) == len(ROWS)  # ids name distinct cases
-    assert sum(len(rows) for rows in DATA_AND_MODEL_ROWS.values()) >= 45
+# The docs' promises about bad input (README.md, docs/run_lifecycle.md), each held to the row that keeps it
+# (id: script). The full disk they also name is tests/test_run_lifecycle.py's.
+PROMISED = {
+    "warmup_ratio 1.5": "glue", "SQuAD doc_stride 0": "squad", "IMDB dev_fraction 1": "imdb",  # flags out of range
+    "LM kd_ratio 1.5": "lm",
+    "mistyped flag": "glue", "SQuAD mistyped flag": "squad", "IMDB mistyped flag": "imdb",  # with suggestions
+    "LM mistyped original flag": "lm",
+    "GLUE --train_file in Latin-1": "glue", "SQuAD file in Latin-1": "squad",  # not UTF-8
+    "IMDB csv in Latin-1": "imdb", "LM .txt in Latin-1": "lm",
+    "SQuAD gzip file named .json": "squad", "IMDB .csv.gz that is not gzip": "imdb",  # not the declared format
+    "LM binary file named .txt": "lm",
+    "SQuAD broken JSON": "squad", "IMDB row with a missing field": "imdb", "LM .jsonl row that is a list": "lm",
+    "STS-B score nan": "glue", "custom regression task with a nan label": "glue",  # NaN labels
+    "model dir without tokenizer files": "glue", "IMDB student dir without tokenizer files": "imdb",
+    "LM teacher without tokenizer files": "lm",
+    "GPT-2 as the GLUE teacher": "glue",  # a decoder-only teacher for a GLUE task
+}
+
+
+def test_table_covers_the_issue():
+    ids = {r[0]: r[1] for r in ROWS}
+    assert len(ids) == len(ROWS)  # ids name distinct cases
+    assert {k: ids.get(k) for k in PROMISED} == PROMISED
+    docs = [os.path.join(REPO_ROOT, "README.md"), *glob.glob(os.path.join(REPO_ROOT, "docs", "*.md"))]
+    counts = [int(n) for path in docs for n in re.findall(r"test_bad_input_table\.py` \((\d+) rows across",
+                                                            open(path, encoding="utf-8").read())]
+    assert counts and set(counts) == {len(ROWS)}  # the table the docs describe, row for row
     assert set(DATA_AND_MODEL_ROWS) == set(KIND_SCRIPTS)
-    for kind, scripts in KIND_SCRIPTS.items():
-        assert {r[1] for r in DATA_AND_MODEL_ROWS[kind]} >= scripts, kind
+    for kind, scripts in KIND_SCRIPTS.items():  # every script that reads such input has rows of that kind
+        assert {r[1] for r in DATA_AND_MODEL_ROWS[kind]} == scripts, kind
 
 
 def test_a_non_empty_output_dir_and_a_corrupt_checkpoint_damage_nothing(toy, earlier_run, capsys):

@@ -4,7 +4,12 @@ from __future__ import annotations
 import json
 import os
 
-from distill import demo
+import numpy as np
+import pytest
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+from scripts import demo
 
 
 def test_demo_runs_end_to_end_and_prints_the_table(tmp_path, capsys):
@@ -12,9 +17,21 @@ def test_demo_runs_end_to_end_and_prints_the_table(tmp_path, capsys):
     assert demo.main(["--work_dir", str(work), "--train_examples", "200", "--epochs", "1"]) == 0
     out = capsys.readouterr().out
     assert "student (2 layers) + KD" in out and "student (2 layers), no KD" in out
+    # each run's dev accuracy is its saved model's: reloaded with plain transformers, scored on the dev file
+    with open(os.path.join(work, "glue_data", "SST-2", "dev.tsv"), encoding="utf-8") as f:
+        dev = [line.rstrip("\n").split("\t") for line in f][1:]
+    labels = np.array([int(label) for _, label in dev])
     for run in ("teacher", "student_kd", "student_no_kd"):
         with open(os.path.join(work, run, "eval_results.json"), encoding="utf-8") as f:
-            assert 0.0 <= json.load(f)["eval_accuracy"] <= 1.0
+            reported = json.load(f)["eval_accuracy"]
+        model = AutoModelForSequenceClassification.from_pretrained(os.path.join(work, run)).eval()
+        enc = AutoTokenizer.from_pretrained(os.path.join(work, run))([text for text, _ in dev], padding=True,
+                                                                      truncation=True, max_length=64,
+                                                                      return_tensors="pt")
+        with torch.no_grad():
+            preds = model(**enc).logits.argmax(-1).numpy()
+        assert reported == pytest.approx(float(np.mean(preds == labels))), run
+        assert f"{reported:>14.4f}" in out  # and the printed table shows it
     # the KD run really distilled from the fine-tuned teacher
     with open(os.path.join(work, "student_kd", "trainer_state.json"), encoding="utf-8") as f:
         assert any("loss/kd" in e for e in json.load(f)["log_history"])

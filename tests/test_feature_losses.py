@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from losses import get_loss
-from losses.features import LAMBDA_OFF, cross_correlation, random_feature_mask, standardize
+from losses.hidden import LAMBDA_OFF, cross_correlation, random_feature_mask, standardize
 
 
 def _features(n=50, d=6, seed=0, dtype=torch.float64):

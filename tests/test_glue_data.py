@@ -10,8 +10,8 @@ import pytest
 from conftest import FIXTURES, REPO_ROOT  # noqa: E402
 
 from distill.errors import UsageError  # noqa: E402
-from distill.glue.data import load_glue_files, load_glue_folder, read_glue_tsv, task_from_labels  # noqa: E402
-from distill.glue.tasks import AX_LAYOUT, FOLDER_NAMES, GLUE_TASKS, get_task  # noqa: E402
+from glue.data import load_glue_files, load_glue_folder, read_glue_tsv, task_from_labels  # noqa: E402
+from glue.tasks import AX_LAYOUT, FOLDER_NAMES, GLUE_TASKS, get_task  # noqa: E402
 
 REAL_GLUE = os.path.join(REPO_ROOT, "..", "shared", "data", "glue_data")
 

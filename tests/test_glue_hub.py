@@ -6,8 +6,8 @@ import datasets
 import pytest
 
 from distill.errors import UsageError
-from distill.glue.data import load_glue_hub
-from distill.glue.tasks import get_task
+from glue.data import load_glue_hub
+from glue.tasks import get_task
 
 
 def fake_glue(name, config, cache_dir=None, download_mode=None):

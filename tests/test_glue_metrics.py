@@ -6,8 +6,8 @@ import pytest
 from scipy.stats import pearsonr, spearmanr
 from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 
-from distill.glue.metrics import glue_metrics, predictions_from_logits  # noqa: E402
-from distill.glue.tasks import GLUE_TASKS  # noqa: E402
+from glue.metrics import glue_metrics, predictions_from_logits  # noqa: E402
+from glue.tasks import GLUE_TASKS  # noqa: E402
 
 
 def random_classification(task, seed, n=200):

@@ -15,7 +15,8 @@ from distill.args import TrainingArguments
 from distill.batching import PaddingCollator
 from distill.objective import SequenceClassificationObjective, weighted_loss
 from distill.optim import make_adamw
-from distill.trainer import DistillationTrainer, make_accelerator
+from distill.runtime import make_accelerator
+from distill.trainer import DistillationTrainer
 from lgtm.build import zero_output_layer
 from lgtm.influence import exact_influence, finite_difference_influence, outputs
 from lgtm.objectives import TeacherAuxObjective
@@ -173,7 +174,7 @@ def test_prokt_teacher_step_pulls_the_teacher_toward_the_student_and_leaves_the_
     student_before = {n: p.detach().clone() for n, p in trainer.unwrapped_student.named_parameters()}
     gaps = [_kl_student_to_teacher(trainer, batch)]
     for _ in range(3):
-        logs = trainer.teacher.before_optimizer_step(trainer, [batch])
+        logs = trainer.teacher.before_optimizer_step(trainer.step_context([batch]))
         gaps.append(_kl_student_to_teacher(trainer, batch))
     assert gaps[0] > 0 and all(b < a for a, b in zip(gaps, gaps[1:])), gaps
     assert logs["loss/teacher_kd"] == pytest.approx(gaps[-2], rel=1e-4)  # the logged term is KL(p_s ‖ p_t)
@@ -202,7 +203,7 @@ def test_prokt_teacher_gradient_is_p_t_minus_p_s(toy, tmp_path):
     expected_logit_grad = (torch.softmax(t.detach(), -1) - torch.softmax(s, -1)) / 4
     expected = torch.cat([g.flatten() for g in torch.autograd.grad(t, list(teacher.parameters()),
                                                                     expected_logit_grad)])
-    trainer.teacher.before_optimizer_step(trainer, [batch])
+    trainer.teacher.before_optimizer_step(trainer.step_context([batch]))
     torch.testing.assert_close(captured["grads"], expected, rtol=1e-4, atol=1e-7)
 
 
@@ -377,3 +378,26 @@ def test_finite_difference_at_the_default_radius_is_within_its_truncation_bound(
     fd = finite_difference_influence(student, theta, v, radius, [batch], [t_logits], loss, names, lambda: off)[0]
     assert exact.norm() > 0
     assert float((fd - exact).norm() / exact.norm()) < 2e-4
+
+
+def test_a_teacher_that_learns_keeps_its_own_best_and_its_checkpoint_state(toy, tmp_path):
+    """The learning teacher owns its selection: its best step survives rotation, goes into
+    trainer_state.json's record and into its checkpoint state (so a resumed run selects the same)."""
+    from distill.plugins import Selection
+    trainer = _trainer(toy, tmp_path, "prokt")
+    teacher, scores, logged = trainer.teacher, iter([0.5, 0.7, 0.6]), []
+
+    def evaluate(model, prefix):
+        assert model is teacher.model and prefix == "teacher_eval_"
+        logged.append(prefix)
+        return {"teacher_eval_accuracy": next(scores)}
+    assert teacher.keep_steps() == () and teacher.record()["teacher_best_step"] is None
+    improved = [teacher.after_evaluation(evaluate, Selection("accuracy", True), step) for step in (2, 4, 6)]
+    assert improved == [True, True, False] and len(logged) == 3
+    assert teacher.keep_steps() == (4,)
+    assert teacher.record() == {"teacher_best_metric": 0.7, "teacher_best_step": 4}
+    fresh = _trainer(toy, tmp_path / "fresh", "prokt").teacher
+    fresh.load_state_dict(teacher.state_dict())
+    assert fresh.keep_steps() == (4,) and fresh.record() == teacher.record()
+    lower = [teacher.after_evaluation(lambda m, p: {"teacher_eval_loss": 0.1}, Selection("loss", False), 8)]
+    assert lower == [True] and teacher.keep_steps() == (8,)

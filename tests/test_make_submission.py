@@ -8,7 +8,7 @@ import zipfile
 import pytest
 from conftest import REPO_ROOT
 
-from distill.glue.submission import SUBMISSION_HEADER, expected_submission_files, format_predictions
+from glue.submission import SUBMISSION_HEADER, expected_submission_files, format_predictions
 
 
 def load_script():

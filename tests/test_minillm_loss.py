@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from minillm.loss import (
+from sequence_kd.minillm import (
     MiniLLMObjective,
     clipped_policy_loss,
     returns,
@@ -18,7 +18,7 @@ from minillm.loss import (
     token_rewards,
     whiten,
 )
-from minillm.sampling import sample
+from sequence_kd.sampling import sample
 
 
 def test_returns_against_hand_computation():

@@ -6,8 +6,8 @@ import torch
 import torch.nn.functional as F
 from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
-from minillm.evaluation import exact_match, rouge_l
-from minillm.sampling import sample, top_p_filter
+from sequence_kd.evaluation import exact_match, rouge_l
+from sequence_kd.sampling import sample, top_p_filter
 
 PROMPTS = [[5, 6, 7], [9], [3, 4, 5, 6, 8]]  # different lengths: left padding and position ids matter
 KW = dict(max_new_tokens=12, eos_id=1, pad_id=0, vocab_size=50)

@@ -1,9 +1,8 @@
-"""Two CPU processes (torchrun, gloo): training syncs, and evaluation/prediction gather every example
-exactly once, in test-file order; teachers that learn (ProKT, LGTM) get the 1-process updates. The
-1-vs-2-process equivalence of every entry script under torchrun and accelerate: test_two_process_equivalence.py."""
+"""Two CPU processes (torchrun, gloo): teachers that learn (ProKT, LGTM) get the 1-process updates. The
+1-vs-2-process equivalence of every entry script under torchrun and accelerate (the same student, logs, dev
+metrics and predictions, every example once and in file order): test_two_process_equivalence.py."""
 from __future__ import annotations
 
-import csv
 import json
 import os
 import subprocess
@@ -12,31 +11,7 @@ import sys
 import pytest
 import torch
 from conftest import REPO_ROOT, free_port
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-
-def test_two_processes_train_evaluate_and_predict_in_order(toy, tmp_path):
-    out = tmp_path / "ddp"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
-           os.path.join(REPO_ROOT, "run_glue.py"), "--model_name_or_path", toy["student"], "--teacher_model",
-           toy["teacher"], "--task_name", "sst2", "--data_dir", toy["task"], "--do_train", "--do_eval",
-           "--do_predict", "--max_steps", "4", "--eval_steps", "2", "--per_device_train_batch_size", "8",
-           "--per_device_eval_batch_size", "5", "--output_dir", str(out), "--disable_tqdm", "--report_to", "none"]
-    proc = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "effective batch 16 = 8 per process x 2 process(es)" in proc.stderr
-    results = json.loads((out / "eval_results.json").read_text())
-    assert results["eval_samples"] == 40
-    with open(out / "SST-2.tsv", encoding="utf-8") as f:
-        rows = list(csv.reader(f, delimiter="\t"))[1:]
-    with open(os.path.join(toy["task"], "test.tsv"), encoding="utf-8") as f:
-        test_rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))[1:]
-    assert [r[0] for r in rows] == [r[0] for r in test_rows]  # every example once, in file order
-    model = AutoModelForSequenceClassification.from_pretrained(out).eval()
-    enc = AutoTokenizer.from_pretrained(out)([r[1] for r in test_rows], padding=True, return_tensors="pt")
-    with torch.no_grad():
-        assert [int(r[1]) for r in rows] == model(**enc).logits.argmax(-1).tolist()
+from transformers import AutoTokenizer
 
 
 @pytest.mark.parametrize("extra", [[], ["--use_lgtm"], ["--use_lgtm", "--use_opdf", "--opdf_align_weight", "10"]],

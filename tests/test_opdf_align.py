@@ -12,8 +12,9 @@ from distill.args import TrainingArguments
 from distill.batching import PaddingCollator
 from distill.errors import UsageError
 from distill.objective import SequenceClassificationObjective
+from distill.runtime import make_accelerator
 from distill.teacher import FrozenTeacher
-from distill.trainer import DistillationTrainer, make_accelerator
+from distill.trainer import DistillationTrainer
 from opdf.align import TensorAlignmentLoss, default_layer_map, parse_layer_map
 from opdf.mpo import MPOLinear, mpo_decompose
 from opdf.transform import DEFAULT_TARGETS, MPOTransform

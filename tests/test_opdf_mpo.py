@@ -7,10 +7,16 @@ import pytest
 import torch
 from torch import nn
 
-from opdf.mpo import MPOLinear, central_index, full_bond_dims, mpo_contract, mpo_decompose, mpo_param_count
+from opdf.mpo import MPOLinear, bond_dims, central_index, full_bond_dims, mpo_contract, mpo_decompose
 
 PRESET_768 = [32, 1, 1, 1, 24]
 PRESET_3072 = [64, 1, 1, 1, 48]
+
+
+def mpo_param_count(in_shape: list[int], out_shape: list[int], max_bond: int | None = None) -> int:
+    """Σ_k d_{k-1} · i_k · j_k · d_k: the number of trainable numbers in the cores (the formula, for reference)."""
+    d = bond_dims(in_shape, out_shape, max_bond)
+    return sum(d[k] * i * j * d[k + 1] for k, (i, j) in enumerate(zip(out_shape, in_shape)))
 
 
 def rel_error(a, b):

@@ -10,12 +10,12 @@ import pytest
 import torch
 from conftest import FIXTURES
 from test_imdb import write_toy_imdb
+from toys import toy_squad
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, BertTokenizerFast
 
 import run_glue
 import run_imdb_w_distillation
 import run_squad_w_distillation
-from distill.toy import toy_squad
 
 
 def run(script, command: str, **paths) -> None:

@@ -103,7 +103,8 @@ def make(root, names):
 
 def test_claiming_a_fresh_start_clears_what_runs_wrote_and_nothing_else(tmp_path):
     make(tmp_path, RUN_WROTE + STAYS)
-    start(tmp_path, overwrite=True).claim()
+    plan_start(str(tmp_path), FLAGS, do_train=True, overwrite=True, resume_from_checkpoint=None,
+               task_files=("SST-2.tsv", "AX.tsv")).claim()
     assert sorted(os.listdir(tmp_path)) == sorted([n.rstrip("/") for n in STAYS] + ["run_flags.json"])
     assert json.loads((tmp_path / "run_flags.json").read_text()) == FLAGS  # now this run's record
 

@@ -12,10 +12,10 @@ from transformers import AutoTokenizer
 
 import run_squad_w_distillation as squad_script
 from squad.data import SquadExample, read_squad_json, split_by_article
-from squad.features import EvalFeatureMap, eval_features, train_features
 from squad.metrics import exact_match, f1, normalize_answer, squad_scores
 from squad.objective import QuestionAnsweringObjective
 from squad.postprocess import best_spans
+from squad.windows import EvalFeatureMap, eval_features, train_features
 
 SHARED_SQUAD = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "squad", "dev-v1.1.json")
 
@@ -63,7 +63,7 @@ def _examples(toy_squad_file):
 
 @pytest.fixture(scope="module")
 def squad_files(tmp_path_factory):
-    from distill.toy import toy_squad
+    from toys import toy_squad
     root = tmp_path_factory.mktemp("squad")
     paths = {}
     for name, seed, n in (("train", 0, 60), ("dev", 1, 10)):
@@ -243,6 +243,6 @@ def test_questions_whose_answer_fits_in_no_window_are_counted(tok, squad_files, 
     """As in HF run_qa.py they still train (every window labelled [CLS]); the count is logged."""
     examples = _examples(squad_files["train"])[:4]
     long = SquadExample("long", "", examples[0].context, examples[0].question, [examples[0].context], [0])
-    with caplog.at_level("WARNING", logger="squad.features"):
+    with caplog.at_level("WARNING", logger="squad.windows"):
         train_features([*examples, long], tok, max_seq_length=24, doc_stride=6, max_query_length=8)
     assert "1 of 5 training questions have their answer in no window" in caplog.text

@@ -7,15 +7,15 @@ import numpy as np
 import pytest
 from conftest import FIXTURES  # noqa: E402
 
-from distill.glue.data import load_glue_folder  # noqa: E402
-from distill.glue.submission import (  # noqa: E402
+from glue.data import load_glue_folder  # noqa: E402
+from glue.submission import (  # noqa: E402
     SUBMISSION_HEADER,
     expected_submission_files,
     format_predictions,
     write_submission_file,
     write_task_submission,
 )
-from distill.glue.tasks import AX_SUBMISSION, FOLDER_NAMES, GLUE_TASKS  # noqa: E402
+from glue.tasks import AX_SUBMISSION, FOLDER_NAMES, GLUE_TASKS  # noqa: E402
 
 
 @pytest.mark.parametrize("name", ["cola", "sst2", "mrpc", "qqp", "wnli"])
@@ -41,9 +41,6 @@ def test_stsb_clipped_three_decimals():
     task = GLUE_TASKS["stsb"]
     got = format_predictions(task, np.array([-0.7, 0.0, 2.34567, 4.9996, 5.8, 3.0, 1e-9, -0.0], dtype=np.float32))
     assert got == ["0.000", "0.000", "2.346", "5.000", "5.000", "3.000", "0.000", "0.000"]  # never -0.000
-    for value in got:
-        _, frac = value.split(".")
-        assert len(frac) == 3 and 0.0 <= float(value) <= 5.0
 
 
 def test_write_submission_file_header_and_order(tmp_path):

@@ -9,12 +9,12 @@ import pytest
 import torch
 from conftest import assert_same_run, crash_at_step, snapshot, toy_lm_corpus
 from safetensors.torch import load_file
+from toys import build_gpt2
 
 import run_glue
 import train_lm_distill
 from distill.args import parse_command_line
 from distill.modeling import load_source_config
-from distill.toy import build_gpt2
 from takd.args import spread_layers
 from takd.chain import plan_stages, stage_argv
 
@@ -275,7 +275,8 @@ def test_causal_lm_kd_chain_selects_on_perplexity_and_cuts_each_student_from_its
         assert record["teacher"] == (lm["teacher"] if k == 1 else os.path.join(out, STAGES[k - 2]))
         results = read_json(os.path.join(stage_dir, "eval_results.json"))
         assert row["dev_metric"] == results["eval_perplexity"]
-        assert results["teacher_eval_perplexity"] == rows[k - 1]["dev_metric"]  # its teacher, the row above
+        teacher_results = read_json(os.path.join(stage_dir, "teacher_eval_results.json"))
+        assert teacher_results["teacher_eval_perplexity"] == rows[k - 1]["dev_metric"]  # its teacher, the row above
         assert read_json(os.path.join(stage_dir, "trainer_state.json"))["global_step"] == 4
     # assistants copy evenly spaced layers of the previous model; the student is --student_layers 0 of its teacher
     assert "--student_layers 0,2,3" in " ".join(read_json(os.path.join(out, STAGES[0], "takd_stage.json"))["argv"])

@@ -129,9 +129,8 @@ def test_hidden_state_losses_read_the_cached_last_layer(toy, tmp_path):
 
 
 def test_squad_span_logits_are_cached_per_token(toy, tmp_path):
+    from toys import toy_squad
     from transformers import AutoTokenizer, BertConfig, BertForQuestionAnswering
-
-    from distill.toy import toy_squad
     tok = AutoTokenizer.from_pretrained(toy["tokenizer"])
     torch.manual_seed(0)
     models = {}
@@ -161,7 +160,7 @@ def test_squad_span_logits_are_cached_per_token(toy, tmp_path):
 # ---------------------------------------------------------------------- LM distillation and top-k
 @pytest.fixture(scope="module")
 def lm(tmp_path_factory):
-    from distill.toy import build_gpt2
+    from toys import build_gpt2
     root = tmp_path_factory.mktemp("lm_cache")
     corpus, bpe = toy_lm_corpus(str(root))
     gpt2 = build_gpt2(str(root / "gpt2"), bpe, layers=2, hidden=32, heads=2, max_positions=64, seed=1)

@@ -52,7 +52,7 @@ def imdb(t, h, *extra):
 
 def squad(t, h, *extra):
     return ["--model_name_or_path", t["student"], "--teacher_name_or_path", h["bert_encoder"], "--train_file",
-            h["squad"], "--max_seq_length", "64", *FAST, *extra]
+            h["squad"], "--max_seq_length", "64", "--doc_stride", "16", "--max_query_length", "16", *FAST, *extra]
 
 
 def lm(teacher, h, *extra):

@@ -194,9 +194,10 @@ def _jsd_float64_reference(s, t, beta):
 
 @pytest.mark.parametrize("beta", [1e-7, 1e-6, 1e-4, 0.01, 0.5, 0.99, 1 - 1e-4, 1 - 1e-6, 1 - 1e-7])
 def test_generalized_jsd_in_float32_agrees_with_float64_near_both_ends(beta):
-    """The training dtype, a 32,000-token vocabulary: value and gradient within 1e-5 relative of float64
-    (float32's own rounding of log-softmax over 32,000 tokens gives ~1e-6; dividing by β(1−β) must not
-    magnify it, as it did to 0.05 per token at β = 1e-6)."""
+    """The training dtype, a 32,000-token vocabulary: the value within 1e-5 relative of float64, the
+    gradient within 2e-4 (float32's own rounding: values ≤ 4e-6, gradients ≤ 4e-5 measured over 5 seeds and
+    two SIMD levels, largest in the middle of β's range). Dividing by β(1−β) must not magnify it, as the
+    direct formula does: value 5e-3 and gradient 2e-2 off at β = 1e-6, gradient 2e-3 off at β = 1e-4."""
     torch.manual_seed(3)
     s, t = torch.randn(6, 32000, dtype=torch.float64) * 3, torch.randn(6, 32000, dtype=torch.float64) * 3
     s64 = s.clone().requires_grad_(True)
@@ -207,7 +208,7 @@ def test_generalized_jsd_in_float32_agrees_with_float64_near_both_ends(beta):
     (g32,) = torch.autograd.grad(value.sum(), s32)
     assert value.dtype == torch.float32
     assert ((value.double() - exact).abs() / exact.abs()).max().item() < 1e-5
-    assert ((g32.double() - g64).norm() / g64.norm()).item() < 1e-5
+    assert ((g32.double() - g64).norm() / g64.norm()).item() < 2e-4
 
 
 @pytest.mark.parametrize("beta", [1e-9, 1e-8, 1 - 1e-8, 1 - 1e-9])

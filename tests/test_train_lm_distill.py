@@ -9,9 +9,10 @@ import pytest
 import torch
 from conftest import assert_same_run, crash_at_step, toy_lm_corpus
 from safetensors.torch import load_file
+from toys import build_gpt2
 
 import train_lm_distill
-from distill.toy import build_bpe_tokenizer, build_gpt2, toy_sentence
+from distill.toy import build_bpe_tokenizer, toy_sentence
 from lm.models import bert_to_distilbert, build_student
 
 
@@ -68,9 +69,11 @@ def test_causal_lm_teacher_then_reverse_kl_student_end_to_end(lm, tmp_path):
     run_ok(*causal_args(lm, out, "--teacher_name_or_path", teacher_dir, "--student_layers", "1", "--kd_loss",
                         "reverse_kl", "--kd_ratio", "0.5", "--logging_steps", 1))
     results = read_json(out / "eval_results.json")
-    assert results["eval_tokens"] == results["teacher_eval_tokens"]  # both scored on the same tokens
+    teacher_results = read_json(out / "teacher_eval_results.json")  # the teacher's scores: their own file
+    assert not any(k.startswith("teacher_") for k in results)
+    assert results["eval_tokens"] == teacher_results["teacher_eval_tokens"]  # both scored on the same tokens
     teacher_ppl = read_json(teacher_dir / "eval_results.json")["eval_perplexity"]
-    assert results["teacher_eval_perplexity"] == pytest.approx(teacher_ppl, rel=1e-5)
+    assert teacher_results["teacher_eval_perplexity"] == pytest.approx(teacher_ppl, rel=1e-5)
     log = read_json(out / "trainer_state.json")["log_history"]
     assert {"loss/kd", "loss/clm", "loss/kd_weighted"} <= set(log[0])
     assert log[0]["loss/total"] == pytest.approx(0.5 * log[0]["loss/kd"] + 0.5 * log[0]["loss/clm"], rel=1e-4)
@@ -80,7 +83,7 @@ def test_causal_lm_teacher_then_reverse_kl_student_end_to_end(lm, tmp_path):
         events = EventAccumulator(str(out / "runs"))
         events.Reload()
         tags |= set(events.Tags()["scalars"])
-    assert {"eval_perplexity", "teacher_eval_perplexity", "loss/kd"} <= tags
+    assert {"eval_perplexity", "loss/kd"} <= tags
     # one tokenised copy of the corpus in the cache, made by the first run and reused by the second
     assert len([f for f in os.listdir(lm["cache"]) if f.startswith("docs-")]) == 1
 
@@ -236,7 +239,7 @@ def test_a_llama_style_student_is_cut_from_a_llama_teacher_and_distilled(lm, tmp
     teacher = load_file(tmp_path / "llama" / "model.safetensors")
     student = load_file(tmp_path / "out" / "model.safetensors")
     assert sum(k.startswith("model.layers.") and k.endswith("q_proj.weight") for k in student) == 2
-    assert read_json(tmp_path / "out" / "eval_results.json")["teacher_eval_perplexity"] > 1
+    assert read_json(tmp_path / "out" / "teacher_eval_results.json")["teacher_eval_perplexity"] > 1
     for key in ("mlp.up_proj.weight", "self_attn.k_proj.weight", "input_layernorm.weight"):  # layer 1 <- layer 2
         torch.testing.assert_close(student[f"model.layers.1.{key}"], teacher[f"model.layers.2.{key}"], rtol=0,
                                    atol=1e-6)
@@ -285,8 +288,8 @@ def test_a_pretrained_student_s_own_tokenizer_must_agree_with_tokenizer_name(lm,
 
 
 def test_the_readme_recipe_teacher_from_config_then_student_from_config_with_its_tokenizer(lm, tmp_path):
-    """README: a teacher trained from --student_config --tokenizer_name tok, then a student from a config
-    with the same --tokenizer_name and that teacher (Tiny Shakespeare's recipe)."""
+    """docs/lm_distillation.md: a teacher trained from --student_config --tokenizer_name tok, then a
+    student from a config with the same --tokenizer_name and that teacher (Tiny Shakespeare's recipe)."""
     config = json.loads((lm["root"] / "gpt2" / "config.json").read_text())
     (tmp_path / "cfg.json").write_text(json.dumps(config))
     tok = lm["gpt2"]  # a dir with the BPE tokenizer

@@ -1,6 +1,8 @@
 """The shared loop: gradient accumulation equals one big batch, batch order, teacher isolation."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -9,8 +11,9 @@ from conftest import kd_rounding, no_dropout_bert, toy_dataset
 from distill.args import TrainingArguments
 from distill.batching import DatasetBatches, PaddingCollator, TrainBatchOrder, eval_batches
 from distill.objective import SequenceClassificationObjective
+from distill.runtime import make_accelerator
 from distill.teacher import FrozenTeacher
-from distill.trainer import DistillationTrainer, make_accelerator
+from distill.trainer import DistillationTrainer
 
 _no_dropout = no_dropout_bert
 _dataset = toy_dataset
@@ -167,3 +170,174 @@ def test_padding_collator_dynamic_and_fixed_length():
     assert dynamic["attention_mask"].tolist() == [[1, 1, 1], [1, 1, 0]] and dynamic["labels"].tolist() == [1, 0]
     fixed = PaddingCollator(pad_token_id=0, pad_to=6)(items)  # --pad_to_max_length
     assert fixed["input_ids"].shape == (2, 6) and fixed["attention_mask"][1].tolist() == [1, 1, 0, 0, 0, 0]
+
+
+# ---------------------------------------------------------------- the plug-in contracts (distill/plugins.py)
+def _protocol_methods(protocol) -> dict:
+    """The methods a protocol declares (its own, not object's), by name."""
+    return {name: value for name, value in vars(protocol).items()
+            if callable(value) and (not name.startswith("_") or name == "__call__")}
+
+
+def _positional(fn, required: bool = False) -> list[str]:
+    import inspect
+    return [p.name for p in inspect.signature(fn).parameters.values()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name != "self"  # (static methods)
+            and not (required and p.default is not p.empty)]
+
+
+def _shipped_plugin_classes():
+    from distill import plugins
+    from distill.batching import DatasetBatches
+    from distill.evaluation import PredictionEvaluator
+    from distill.objective import Objective
+    from distill.teacher import FrozenTeacher, Teacher
+    from distill.teacher_cache import CachedTeacher
+    from feature_kd.objective import WithFeatureTerms
+    from feature_kd.projection import ProjectionTransform
+    from lgtm.objectives import TeacherAuxObjective
+    from lgtm.teachers import LGTMTeacher, ProKTTeacher
+    from lm.objective import LMDistillationObjective
+    from opdf.align import TensorAlignmentLoss
+    from opdf.transform import MPOTransform
+    from sequence_kd.evaluation import GenerationEvaluator
+    from sequence_kd.minillm import MiniLLMObjective
+    from sequence_kd.rollouts import RolloutSource
+    from squad.objective import QuestionAnsweringObjective
+    return {
+        plugins.Objective: [Objective, SequenceClassificationObjective, TeacherAuxObjective, QuestionAnsweringObjective,
+                            LMDistillationObjective, MiniLLMObjective, WithFeatureTerms],
+        plugins.TeacherStrategy: [Teacher, FrozenTeacher, CachedTeacher, ProKTTeacher, LGTMTeacher, plugins.NoTeacher],
+        plugins.ModelTransform: [MPOTransform, ProjectionTransform, plugins.IdentityTransform],
+        plugins.ParameterLoss: [TensorAlignmentLoss, plugins.NoParameterLoss],
+        plugins.BatchSource: [DatasetBatches, RolloutSource],
+        plugins.Evaluator: [GenerationEvaluator, PredictionEvaluator],
+        plugins.SaveHook: [plugins.NoSaveHook],
+    }
+
+
+def test_every_shipped_plugin_has_the_methods_of_its_protocol_with_its_arguments():
+    """A plug-in whose method is missing or still takes the old arguments (the trainer instead of a
+    StepContext, say) fails here, not in the middle of a run."""
+    wrong = []
+    for protocol, classes in _shipped_plugin_classes().items():
+        for cls in classes:
+            for name, declared in _protocol_methods(protocol).items():
+                method = getattr(cls, name, None)
+                if not callable(method):
+                    wrong.append(f"{cls.__name__}.{name} is missing")
+                elif not len(_positional(method, required=True)) <= len(_positional(declared)) <= len(
+                        _positional(method)):  # takes the protocol's arguments, needs no others
+                    wrong.append(f"{cls.__name__}.{name}{_positional(method)} != {protocol.__name__}.{name}"
+                                 f"{_positional(declared)}")
+    assert wrong == []
+
+
+def test_shipped_plugins_and_null_objects_are_instances_of_their_protocols(toy):
+    from distill import plugins
+    from feature_kd.projection import ProjectionTransform
+    from lgtm.objectives import TeacherAuxObjective
+    from lgtm.teachers import ProKTTeacher
+    from opdf.transform import MPOTransform
+
+    args = TrainingArguments(output_dir="unused", report_to="none")
+    acc = make_accelerator(args)
+    dataset, tok = _dataset(toy, 4)
+    collator = PaddingCollator(tok.pad_token_id)
+    objective = SequenceClassificationObjective(False, True)
+    instances = {
+        plugins.Objective: [objective, TeacherAuxObjective(False, 0.5)],
+        plugins.TeacherStrategy: [FrozenTeacher(_no_dropout(toy["teacher"]), acc), plugins.NoTeacher(), ProKTTeacher(
+            _no_dropout(toy["teacher"]), acc, TeacherAuxObjective(False, 0.5), 1e-3)],
+        plugins.ModelTransform: [MPOTransform(), ProjectionTransform(), plugins.IdentityTransform()],
+        plugins.ParameterLoss: [plugins.NoParameterLoss()],
+        plugins.BatchSource: [DatasetBatches(dataset, collator, TrainBatchOrder(dataset.lengths, 2, 0), 1)],
+        plugins.SaveHook: [plugins.NoSaveHook()],
+    }
+    for protocol, objects in instances.items():
+        for obj in objects:
+            assert isinstance(obj, protocol), (type(obj).__name__, protocol.__name__)
+    # and the null objects are what they stand for: nothing
+    student = _no_dropout(toy["student"])
+    assert plugins.NoTeacher().outputs({}) is None and not plugins.NoTeacher().learns
+    assert plugins.IdentityTransform().export(student) is student
+    assert plugins.NoParameterLoss().weights == {} and plugins.NoParameterLoss().loss_terms() == {}
+    assert plugins.NoTeacher().keep_steps() == () and plugins.NoTeacher().record() == {}
+    trainer = DistillationTrainer(args=args, accelerator=acc, student=student, objective=objective,
+                                  collator=collator)
+    assert isinstance(trainer.teacher, plugins.NoTeacher) and trainer.teacher.model is None
+
+
+class _ContextOnlyTeacher:
+    """A teacher strategy written against the protocol alone: no base class, never sees the trainer."""
+
+    learns, model = False, None
+
+    def __init__(self, model, accelerator):
+        self.inner = FrozenTeacher(model, accelerator)
+        self.seen = []
+
+    def prepare(self, setup):
+        self.seen.append(("prepare", setup.total_steps, setup.train_dataset))
+
+    def before_optimizer_step(self, ctx):
+        self.seen.append(("step", ctx))
+        return {"probe/items": sum(float(b["labels"].shape[0]) for b in ctx.micro_batches)}
+
+    def outputs(self, batch, **forward_kwargs):
+        return self.inner.outputs(batch, **forward_kwargs)
+
+    def state_dict(self):
+        return {}
+
+    def load_state_dict(self, state):
+        pass
+
+    def after_evaluation(self, evaluate, selection, step):
+        return False
+
+    def keep_steps(self):
+        return ()
+
+    def record(self):
+        return {}
+
+    def finish(self, checkpoint_of, save_dir, selection):
+        pass
+
+
+def test_a_teacher_strategy_gets_a_step_context_not_the_trainer(toy, tmp_path):
+    from distill import plugins
+
+    torch.manual_seed(0)
+    dataset, tok = _dataset(toy, 6)
+    args = TrainingArguments(output_dir=str(tmp_path), report_to="none", disable_tqdm=True, max_grad_norm=0.0)
+    acc = make_accelerator(args)
+    teacher = _ContextOnlyTeacher(_no_dropout(toy["teacher"]), acc)
+    assert isinstance(teacher, plugins.TeacherStrategy)
+    objective = SequenceClassificationObjective(False, True, alpha_kd=0.7, temperature=2.0)
+    trainer = DistillationTrainer(args=args, accelerator=acc, student=_no_dropout(toy["student"]),
+                                  objective=objective, collator=PaddingCollator(tok.pad_token_id), teacher=teacher)
+    trainer.create_optimizer(total_steps=10)
+    assert teacher.seen == [("prepare", 10, None)]
+    collate = PaddingCollator(tok.pad_token_id)
+    micro = [collate([dataset[i] for i in range(0, 2)]), collate([dataset[i] for i in range(2, 6)])]
+    logs = trainer.optimizer_step(micro)
+    (_, ctx), = [s for s in teacher.seen if s[0] == "step"]
+    assert type(ctx) is plugins.StepContext and logs["probe/items"] == 6.0 and "loss/kd" in logs
+    assert ctx.step == 0 and ctx.unwrapped_student is trainer.unwrapped_student and ctx.optimizer is trainer.optimizer
+    assert all(v.device.type == acc.device.type for b in ctx.micro_batches for v in b.values())
+    assert ctx.student_counts == {"ce": 6.0, "kd": 6.0} == ctx.counts(objective, list(ctx.micro_batches))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        ctx.step = 3
+
+
+def test_trainer_state_keeps_what_plugins_report_at_the_top_level_of_its_file(tmp_path):
+    import json
+
+    from distill.checkpoint import TrainerState
+    state = TrainerState(global_step=4, best_step=2, extra={"teacher_best_step": 3, "teacher_best_metric": 0.5})
+    state.save(str(tmp_path / "s.json"))
+    saved = json.loads((tmp_path / "s.json").read_text())
+    assert saved["teacher_best_step"] == 3 and "extra" not in saved
+    assert TrainerState.load(str(tmp_path / "s.json")) == state

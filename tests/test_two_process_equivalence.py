@@ -43,6 +43,7 @@ def save_without_dropout(model_cls, src: str, dst, kind: str) -> str:
 def cases(toy, tmp_path_factory):
     """script -> (its flags apart from the batch size and output dir, the files to compare)."""
     from test_imdb import write_toy_imdb
+    from toys import build_gpt2, toy_squad
     from transformers import (
         AutoTokenizer,
         BertConfig,
@@ -50,8 +51,6 @@ def cases(toy, tmp_path_factory):
         BertForSequenceClassification,
         GPT2LMHeadModel,
     )
-
-    from distill.toy import build_gpt2, toy_squad
     root = tmp_path_factory.mktemp("two_proc")
     cls = {name: save_without_dropout(BertForSequenceClassification, toy[name], root / name, "bert")
            for name in ("student", "teacher")}
@@ -74,7 +73,8 @@ def cases(toy, tmp_path_factory):
     return {
         "glue": ("run_glue.py", [
             "--model_name_or_path", cls["student"], "--teacher_model", cls["teacher"], "--task_name", "sst2",
-            "--data_dir", toy["task"], "--do_predict", "--alpha_kd", "0.5", "--temperature", "2", *common],
+            "--data_dir", toy["task"], "--do_predict", "--alpha_kd", "0.5", "--temperature", "2", "--eval_steps", "2",
+            *common],  # an evaluation mid-training too (step 2 of 3), after which both processes train on in step
             ["eval_results.json", "SST-2.tsv"]),
         "squad": ("run_squad_w_distillation.py", [
             "--model_name_or_path", qa["qa_student"], "--teacher_name_or_path", qa["qa_teacher"], "--train_file",

@@ -11,17 +11,13 @@ import json
 import logging
 import math
 import os
-import sys
 from dataclasses import dataclass, field
 
 from distill.errors import UsageError
-from distill.glue.tasks import AX_LAYOUT, AX_SUBMISSION, GlueTask, TsvLayout
 from distill.text_files import check_is_file, csv_records, json_lines, json_type, read_text, text_lines
+from glue.tasks import AX_LAYOUT, AX_SUBMISSION, GlueTask, TsvLayout
 
 logger = logging.getLogger(__name__)
-
-# GLUE sentences can be long (QQP, MNLI) and are never quoted; lift the csv field-size cap.
-csv.field_size_limit(sys.maxsize)
 
 
 @dataclass

@@ -9,10 +9,10 @@ import numpy as np
 from distill.args import DataArguments
 from distill.batching import TokenizedDataset
 from distill.errors import UsageError
-from distill.glue.data import Examples, GlueData, load_glue_files, load_glue_folder, load_glue_hub
-from distill.glue.metrics import glue_metrics, predictions_from_logits
-from distill.glue.submission import write_task_submission
-from distill.glue.tasks import GlueTask, get_task
+from glue.data import Examples, GlueData, load_glue_files, load_glue_folder, load_glue_hub
+from glue.metrics import glue_metrics, predictions_from_logits
+from glue.submission import task_submission_text
+from glue.tasks import GlueTask, get_task
 
 logger = logging.getLogger(__name__)
 
@@ -87,16 +87,13 @@ def make_compute_metrics(task: GlueTask, label_order: LabelOrder):
     return compute_metrics
 
 
-def write_test_predictions(trainer, task: GlueTask, test_sets: dict[str, Examples],
-                           datasets: dict[str, TokenizedDataset], label_order: LabelOrder,
-                           output_dir: str) -> list[str]:
-    """One GLUE server file per test set (AX uses the MNLI model and MNLI's label words)."""
-    written = []
+def test_predictions(trainer, task: GlueTask, test_sets: dict[str, Examples],
+                     datasets: dict[str, TokenizedDataset], label_order: LabelOrder) -> dict[str, str]:
+    """{server file name: its content}, one GLUE server file per test set (AX uses the MNLI model and MNLI's
+    label words); for distill.entry.finish_run to write. Runs on every process (prediction is collective)."""
+    files = {}
     for file_name, dataset in datasets.items():
         logits = label_order.canonical_logits(trainer.predict(dataset))
         preds = predictions_from_logits(task, logits)
-        if trainer.accelerator.is_main_process:
-            written.append(write_task_submission(output_dir, file_name, task, test_sets[file_name].index, preds))
-    for path in written:
-        logger.info("wrote %s", path)
-    return written
+        files[file_name] = task_submission_text(file_name, task, test_sets[file_name].index, preds)
+    return files

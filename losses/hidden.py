@@ -18,6 +18,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from losses.numerics import upcast
 from losses.registry import register_loss
 
 LAMBDA_OFF = 0.005  # Barlow Twins' weight of the off-diagonal (redundancy) terms
@@ -58,13 +59,13 @@ def cross_correlation_loss(z_s: torch.Tensor, z_t: torch.Tensor, lambda_off: flo
 @register_loss("hidden_mse")
 def hidden_mse_loss(h_s: torch.Tensor, h_t: torch.Tensor) -> torch.Tensor:
     """Mean over features of (h_s − h_t)², one value per token: (N,)."""
-    return (_upcast(h_s) - _upcast(h_t)).pow(2).mean(dim=-1)
+    return (upcast(h_s) - upcast(h_t)).pow(2).mean(dim=-1)
 
 
 @register_loss("hidden_cos")
 def hidden_cosine_loss(h_s: torch.Tensor, h_t: torch.Tensor) -> torch.Tensor:
     """1 − cos(h_s, h_t), one value per token: (N,). Zero when the vectors point the same way."""
-    return 1.0 - F.cosine_similarity(_upcast(h_s), _upcast(h_t), dim=-1)
+    return 1.0 - F.cosine_similarity(upcast(h_s), upcast(h_t), dim=-1)
 
 
 def random_feature_mask(d: int, keep_prob: float = KEEP_PROB, generator: torch.Generator | None = None,
@@ -74,7 +75,3 @@ def random_feature_mask(d: int, keep_prob: float = KEEP_PROB, generator: torch.G
     if not keep.any():
         keep[torch.randint(d, (1,), generator=generator, device=device)] = True
     return keep
-
-
-def _upcast(x: torch.Tensor) -> torch.Tensor:
-    return x if x.dtype == torch.float64 else x.float()

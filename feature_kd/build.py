@@ -8,9 +8,9 @@ from torch import nn
 
 from distill.args import DistillationArguments, changed_flags
 from distill.errors import UsageError
-from features.args import GLUE_PAPER_DEFAULTS, FeatureOptions, GlueFeatureArguments
-from features.objective import FeatureTerms, WithFeatureTerms
-from features.projection import ProjectedStudent, ProjectionTransform
+from feature_kd.args import GLUE_PAPER_DEFAULTS, FeatureOptions, GlueFeatureArguments
+from feature_kd.objective import FeatureTerms, WithFeatureTerms
+from feature_kd.projection import ProjectedStudent, ProjectionTransform
 
 logger = logging.getLogger(__name__)
 

@@ -12,19 +12,23 @@ from accelerate.state import PartialState
 from rouge_score import rouge_scorer
 from tqdm.auto import tqdm
 
-from distill.io_utils import atomic_write_text
-from minillm.sampling import sample
-
-logging.getLogger("absl").setLevel(logging.WARNING)  # rouge-score logs "Using default tokenizer." per scorer
+from sequence_kd.sampling import sample
 
 
 def normalize(text: str) -> str:
     return " ".join(text.split())
 
 
+def rouge_l_scorer() -> rouge_scorer.RougeScorer:
+    # rouge-score logs "Using default tokenizer." through absl for every scorer it makes: quiet it here,
+    # when one is made, rather than at import
+    logging.getLogger("absl").setLevel(logging.WARNING)
+    return rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+
+
 def rouge_l(prediction: str, refs: list[str], scorer=None) -> float:
     """Rouge-L F of `prediction` against its best reference, ×100."""
-    scorer = scorer or rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+    scorer = scorer or rouge_l_scorer()
     return 100.0 * max(scorer.score(ref, prediction)["rougeL"].fmeasure for ref in refs)
 
 
@@ -34,14 +38,14 @@ def exact_match(prediction: str, refs: list[str]) -> float:
 
 class GenerationEvaluator:
     """`evaluator(model)` -> {'rougeL', 'exact_match', 'rougeL_std', 'response_length', 'samples'}; the
-    last call's responses are kept for `save_generations`."""
+    last call's responses are kept for `generations_jsonl`."""
 
     def __init__(self, prompts: list[list[int]], prompt_texts: list[str], refs: list[list[str]], tokenizer, *,
                  seeds: list[int], batch_size: int, sampling: dict, show_progress: bool = True):
         self.prompts, self.prompt_texts, self.refs = prompts, prompt_texts, refs
         self.show_progress = show_progress and PartialState().is_local_main_process
         self.tokenizer, self.seeds, self.batch_size, self.sampling = tokenizer, seeds, batch_size, sampling
-        self.scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+        self.scorer = rouge_l_scorer()
         self.generations: list[dict] = []
 
     def responses(self, model, seed: int) -> tuple[list[str], list[int]]:
@@ -72,6 +76,7 @@ class GenerationEvaluator:
         return {"rougeL": float(rouge.mean()), "rougeL_std": float(rouge.std()), "exact_match": float(em.mean()),
                 "response_length": float(length.mean()), "samples": float(len(self.prompts))}
 
-    def save_generations(self, path: str) -> None:
-        """The last evaluation's responses, one jsonl row per (seed, prompt), written atomically."""
-        atomic_write_text(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in self.generations))
+    def generations_jsonl(self) -> str:
+        """The last evaluation's responses, one jsonl row per (seed, prompt) (the run writes them as
+        eval_generations.jsonl)."""
+        return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in self.generations)

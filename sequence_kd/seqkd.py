@@ -14,7 +14,7 @@ import torch
 from distill.errors import UsageError
 from distill.io_utils import atomic_write_text, weights_fingerprint
 from distill.text_files import json_lines, read_text
-from minillm.sampling import sample
+from sequence_kd.sampling import sample
 
 logger = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Feature losses as extra terms of any task objective (classification, regression, question answering).
 
 `FeatureTerms` reads the LAST hidden state of both models at the real tokens (attention_mask = 1):
-z_s (N, d) (or its learned projection, features/projection.py) and z_t (N, d). `WithFeatureTerms`
+z_s (N, d) (or its learned projection, feature_kd/projection.py) and z_t (N, d). `WithFeatureTerms`
 adds those terms to a task objective and asks both models for their hidden states.
 """
 from __future__ import annotations
@@ -10,7 +10,7 @@ import torch
 
 from distill.objective import Objective
 from losses import get_loss
-from losses.features import KEEP_PROB, random_feature_mask
+from losses.hidden import KEEP_PROB, random_feature_mask
 
 
 def last_hidden_state(outputs) -> torch.Tensor:

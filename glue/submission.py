@@ -8,8 +8,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from distill.glue.tasks import AX_SUBMISSION, GLUE_TASKS, GlueTask
 from distill.io_utils import atomic_write_text
+from glue.tasks import AX_SUBMISSION, GLUE_TASKS, GlueTask
 
 SUBMISSION_HEADER = "index\tprediction"
 
@@ -29,17 +29,26 @@ def format_predictions(task: GlueTask, preds: np.ndarray) -> list[str]:
     return [str(int(p)) for p in preds]
 
 
-def write_submission_file(path: str, index: Sequence[str], predictions: Sequence[str]) -> None:
+def submission_text(name: str, index: Sequence[str], predictions: Sequence[str]) -> str:
+    """The content of the server file `name`: the header, then one `index\tprediction` row per test row."""
     if len(index) != len(predictions):
-        raise ValueError(f"{path}: {len(index)} test rows but {len(predictions)} predictions")
+        raise ValueError(f"{name}: {len(index)} test rows but {len(predictions)} predictions")
     lines = [SUBMISSION_HEADER] + [f"{i}\t{p}" for i, p in zip(index, predictions)]
-    atomic_write_text(path, "\n".join(lines) + "\n")
+    return "\n".join(lines) + "\n"
+
+
+def task_submission_text(file_name: str, task: GlueTask, index: Sequence[str], preds: np.ndarray) -> str:
+    return submission_text(file_name, index, format_predictions(task, preds))
+
+
+def write_submission_file(path: str, index: Sequence[str], predictions: Sequence[str]) -> None:
+    atomic_write_text(path, submission_text(path, index, predictions))
 
 
 def write_task_submission(output_dir: str, file_name: str, task: GlueTask, index: Sequence[str],
                           preds: np.ndarray) -> str:
     path = os.path.join(output_dir, file_name)
-    write_submission_file(path, index, format_predictions(task, preds))
+    atomic_write_text(path, task_submission_text(path, task, index, preds))
     return path
 
 

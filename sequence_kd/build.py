@@ -6,17 +6,17 @@ from __future__ import annotations
 import os
 
 from distill.errors import UsageError
-from lm.build import DEFAULT_CACHE
+from lm.build import data_cache_dir
 from lm.data import cached_documents, causal_sequences, file_content_key, read_records, tokenize_records
-from minillm.data import encode_prompts, prompt_records, references
-from minillm.evaluation import GenerationEvaluator
-from minillm.loss import MiniLLMObjective
-from minillm.rollouts import RolloutSource
-from minillm.seqkd import responses_key, teacher_responses
+from sequence_kd.data import encode_prompts, prompt_records, references
+from sequence_kd.evaluation import GenerationEvaluator
+from sequence_kd.minillm import MiniLLMObjective
+from sequence_kd.rollouts import RolloutSource
+from sequence_kd.seqkd import responses_key, teacher_responses
 
 
 def sampling_settings(generation, tokenizer, pad_id: int) -> dict:
-    """Keyword arguments of minillm.sampling.sample shared by rollouts, SeqKD and evaluation."""
+    """Keyword arguments of sequence_kd.sampling.sample shared by rollouts, SeqKD and evaluation."""
     return dict(max_new_tokens=generation.max_new_tokens, eos_id=tokenizer.eos_token_id, pad_id=pad_id,
                 vocab_size=len(tokenizer), temperature=generation.gen_temperature, top_p=generation.top_p)
 
@@ -36,7 +36,7 @@ def minillm_training(mini, data_args, train_args, tokenizer, teacher_model, samp
     lm_dataset = None
     if mini.lm_train_file and mini.lm_coef > 0:
         docs = cached_documents(file_content_key(mini.lm_train_file), lambda: read_records(mini.lm_train_file),
-                                tokenizer, True, data_args.data_cache_dir or DEFAULT_CACHE,
+                                tokenizer, True, data_cache_dir(data_args),
                                 overwrite=data_args.overwrite_cache)
         lm_dataset = causal_sequences(docs, data_args.max_seq_length)
         if docs.has_prompts:
@@ -62,7 +62,7 @@ def seqkd_documents(mini, data_args, model_args, tokenizer, teacher_model, sampl
     train_records, val_records = prompt_records(data_args)
     prompts = encode_prompts(train_records, tokenizer, mini.max_prompt_length)
     key = responses_key(model_args.teacher_model, prompts, sampling, seed)
-    path = mini.seqkd_file or os.path.join(data_args.data_cache_dir or DEFAULT_CACHE, f"seqkd-{key}.jsonl")
+    path = mini.seqkd_file or os.path.join(data_cache_dir(data_args), f"seqkd-{key}.jsonl")
     rows = teacher_responses(teacher_model, tokenizer, train_records, prompts, path=path, key=key, sampling=sampling,
                              seed=seed, batch_size=batch_size)
     train = tokenize_records(rows, tokenizer, True)

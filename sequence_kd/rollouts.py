@@ -16,9 +16,10 @@ import torch
 
 from distill.batching import PaddingCollator, TokenizedDataset, TrainBatchOrder
 from distill.errors import UsageError
+from distill.plugins import StepContext
 from lm.data import IGNORE
-from minillm.loss import returns, token_rewards, whiten
-from minillm.sampling import sample
+from sequence_kd.minillm import returns, token_rewards, whiten
+from sequence_kd.sampling import sample
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +31,10 @@ class RolloutCollator(PaddingCollator):
 
 
 class RolloutSource:
+    """A batch source (`BatchSource` in distill/plugins.py) whose training sequences are made while training."""
+
+    dataset = None  # no fixed training set (a teacher-output cache cannot serve it)
+
     def __init__(self, *, prompts: list[list[int]], teacher, args, sampling: dict, batch_size: int,
                  accumulation_steps: int, seed: int, pad_id: int, world_size: int = 1, rank: int = 0,
                  lm_dataset: TokenizedDataset | None = None, lm_batch_size: int | None = None):
@@ -75,16 +80,16 @@ class RolloutSource:
 
     # ------------------------------------------------------------------ collection
     @torch.no_grad()
-    def collect(self, collection: int, trainer) -> None:
-        args, device = self.args, trainer.accelerator.device
-        student = trainer.unwrapped_student
+    def collect(self, collection: int, ctx: StepContext) -> None:
+        args, device = self.args, ctx.device
+        student = ctx.unwrapped_student
         seed = int(np.random.SeedSequence([self.seed, collection, self.rank]).generate_state(1)[0])
         generator = torch.Generator(device=device).manual_seed(seed)
         rows = []
         indices = self.epoch_prompts(collection)
         for start in range(0, len(indices), args.chunk_size):
             prompts = [self.prompts[i] for i in indices[start:start + args.chunk_size]]
-            with trainer.accelerator.autocast():
+            with ctx.autocast():
                 out = sample(student, prompts, teacher=self.teacher, teacher_mix_alpha=args.teacher_mix_alpha,
                              generator=generator, **self.sampling)
             mask = out.mask.float()  # (b, N)
@@ -100,19 +105,18 @@ class RolloutSource:
                              "advantages": adv[i, :n].tolist(),
                              "reverse_kl": float(-(out.teacher_logprobs[i, :n] - out.student_logprobs[i, :n]).sum())})
         if args.whiten_advantages:
-            self._whiten(rows, trainer)
+            self._whiten(rows, ctx)
         self.buffer = {"collection": collection, "rows": rows}
         lengths = [len(r["response"]) for r in rows]
         logger.info("collection %d: %d rollouts, mean response length %.1f, sequence reverse KL %.3f", collection,
                     len(rows), float(np.mean(lengths)), float(np.mean([r["reverse_kl"] for r in rows])))
 
-    def _whiten(self, rows: list[dict], trainer) -> None:
+    def _whiten(self, rows: list[dict], ctx: StepContext) -> None:
         """Advantages whitened with the mean and variance over every process's rollout tokens."""
-        acc = trainer.accelerator
         values = torch.tensor([a for r in rows for a in r["advantages"]], dtype=torch.float64)
         stats = torch.stack([torch.tensor(float(values.numel()), dtype=torch.float64), values.sum(),
-                             (values ** 2).sum()]).to(acc.device)
-        n, total, squares = acc.reduce(stats, "sum").cpu().tolist()
+                             (values ** 2).sum()]).to(ctx.device)
+        n, total, squares = ctx.reduce_sum(stats).cpu().tolist()
         mean = total / max(n, 1.0)
         var = max(squares / max(n, 1.0) - mean * mean, 0.0)
         out = whiten(values, torch.ones_like(values), torch.tensor(mean, dtype=torch.float64),
@@ -145,9 +149,9 @@ class RolloutSource:
                           "rollout": 0})
         return items
 
-    def epoch_steps(self, epoch: int, skip: int, trainer):
+    def epoch_steps(self, epoch: int, skip: int, ctx: StepContext):
         if self.buffer is None or self.buffer["collection"] != epoch:  # (a resumed run has it from the checkpoint)
-            self.collect(epoch, trainer)
+            self.collect(epoch, ctx)
         rows, per_pass = self.buffer["rows"], self.steps_per_pass()
         for step in range(skip, self.steps_per_epoch()):
             ppo_epoch, k = divmod(step, per_pass)

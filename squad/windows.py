@@ -34,13 +34,22 @@ def truncate_question(question: str, tokenizer, max_query_length: int) -> str:
     return question[:enc["offset_mapping"][max_query_length - 1][1]]
 
 
+def check_window_room(max_seq_length: int, doc_stride: int, max_query_length: int) -> None:
+    """A window holds the question, 3 special tokens and context; consecutive windows share `doc_stride`
+    context tokens, so the stride must be below the context part or the window cannot move."""
+    context_room = max_seq_length - max_query_length - 3
+    if doc_stride >= context_room:
+        fix = "lower --doc_stride" if context_room > 1 else "lower --max_query_length or raise --max_seq_length"
+        raise UsageError(f"--doc_stride {doc_stride} leaves no room to move the window: --max_seq_length "
+                         f"{max_seq_length} minus --max_query_length {max_query_length} and 3 special tokens leaves "
+                         f"{context_room} context tokens; {fix}")
+
+
 def _encode(examples: list[SquadExample], tokenizer, max_seq_length: int, doc_stride: int, max_query_length: int):
     if not getattr(tokenizer, "is_fast", False):
         raise UsageError("SQuAD features need a fast tokenizer (character offsets); pass a model dir with "
                          "tokenizer.json or --tokenizer_name of a fast tokenizer")
-    if doc_stride >= max_seq_length - max_query_length - 3:
-        raise UsageError(f"--doc_stride {doc_stride} leaves no room to move the window in --max_seq_length "
-                         f"{max_seq_length} with --max_query_length {max_query_length}; lower --doc_stride")
+    check_window_room(max_seq_length, doc_stride, max_query_length)
     questions = [truncate_question(ex.question, tokenizer, max_query_length) for ex in examples]
     padding_side_right = tokenizer.padding_side == "right"
     first, second = (questions, [ex.context for ex in examples]) if padding_side_right else \

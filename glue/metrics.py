@@ -5,7 +5,7 @@ import numpy as np
 from scipy.stats import pearsonr, spearmanr
 from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 
-from distill.glue.tasks import GlueTask
+from glue.tasks import GlueTask
 
 
 def predictions_from_logits(task: GlueTask, logits: np.ndarray) -> np.ndarray:
