@@ -41,6 +41,7 @@ from distill.modeling import (
     load_trainable_teacher,
 )
 from distill.objective import SequenceClassificationObjective
+from distill.sharding import check_fsdp_methods
 from distill.teacher_cache import check_cache_request, make_frozen_teacher
 from distill.trainer import DistillationTrainer
 from feature_kd.args import GlueFeatureArguments
@@ -79,6 +80,7 @@ def run(argv: list[str] | None = None) -> dict:
                          "through its logits only; drop --alpha_corr/--alpha_mse/--alpha_cos or --use_lgtm")
     check_cache_request(train_args, has_teacher=bool(model_args.teacher_model),
                         teacher_learns=teacher_args.train_teacher)
+    check_fsdp_methods(train_args, teacher_learns=teacher_args.train_teacher, use_opdf=opdf_args.use_opdf)
     layer_ids = model_args.layer_ids()
     start, accelerator = start_run(train_args, parsed, script=__file__, task_files=tuple(expected_submission_files()))
 

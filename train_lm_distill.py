@@ -201,8 +201,9 @@ def run(argv: list[str] | None = None) -> dict:
         on_save=dump.on_save if dump is not None else None)
 
     def save_final() -> None:  # the DistilBERT pipeline's own copy of the final model
+        plain = trainer.plain_student()  # (every process: under --fsdp the weights are gathered from all)
         if accelerator.is_main_process:
-            dump.save_final(trainer.unwrapped_student)
+            dump.save_final(plain)
 
     def generations() -> dict[str, str]:
         return {"eval_generations.jsonl": evaluator.generations_jsonl()}

@@ -160,6 +160,18 @@ class TrainingArguments:
     bf16: bool = field(default=False, metadata={"help": "bf16 mixed precision."})
     fp16: bool = field(default=False, metadata={"help": "fp16 mixed precision (CUDA only)."})
     use_cpu: bool = field(default=False, metadata={"aliases": ["--no_cuda"], "help": "Train on the CPU."})
+    gradient_checkpointing: bool = field(
+        default=False, metadata={"help": "Recompute the student's layer activations in the backward instead of keeping "
+                                         "them: less memory, a third more compute, the same gradients."})
+    torch_compile: bool = field(
+        default=False, metadata={"help": "torch.compile the student's and the teacher's forward passes (the first "
+                                         "steps are slow while it compiles). Same losses up to float rounding."})
+    torch_compile_backend: str | None = field(
+        default=None, metadata={"help": "torch.compile backend (default inductor; aot_eager needs no C++ compiler). "
+                                        "Implies --torch_compile."})
+    torch_compile_mode: str | None = field(
+        default=None, metadata={"help": "Inductor mode: default, reduce-overhead, max-autotune or "
+                                        "max-autotune-no-cudagraphs. Implies --torch_compile."})
     resume_from_checkpoint: str | None = field(
         default=None, metadata={"help": "A checkpoint-<step> dir to resume from. Without it, a run with "
                                         "do_train resumes from the last checkpoint in output_dir."})
@@ -175,6 +187,16 @@ class TrainingArguments:
         default=None, metadata={"help": "LM distillation: cache only the k most likely tokens of the teacher's "
                                         "distribution at the KD temperature; the remaining mass spreads evenly "
                                         "over the other tokens.", "range": ">= 1"})
+    fsdp: str | None = field(
+        default=None, metadata={"help": "full_shard or shard_grad_op: shard the student (parameters, gradients, "
+                                        "AdamW moments) and a frozen teacher over the processes with PyTorch FSDP2, "
+                                        "one unit per transformer block; full_shard also frees the gathered "
+                                        "weights after each forward. See docs/multiprocess_slurm.md."})
+    fsdp_offload: bool = field(default=False, metadata={"help": "--fsdp: keep the shards and AdamW's moments in CPU "
+                                                                "memory."})
+    fsdp_transformer_layer_cls_to_wrap: str | None = field(
+        default=None, metadata={"help": "--fsdp: the block class(es) that become FSDP units, comma-separated "
+                                        "(default: the model's own, e.g. GPT2Block, LlamaDecoderLayer)."})
 
     def resolved_eval_strategy(self) -> str:
         if self.eval_strategy is not None:
@@ -198,6 +220,7 @@ class TrainingArguments:
             raise UsageError("nothing to do: pass at least one of --do_train, --do_eval, --do_predict")
         if self.fp16 and self.bf16:
             raise UsageError("--fp16 and --bf16 both set; choose one mixed-precision type")
+        self._check_compile_flags()
         if self.resolved_eval_strategy() == "steps" and not self.eval_steps:
             raise UsageError("--eval_strategy steps needs --eval_steps N")
         from transformers import SchedulerType
@@ -208,6 +231,24 @@ class TrainingArguments:
             raise UsageError("--teacher_cache_dir/--teacher_cache_top_k configure --cache_teacher_outputs; add it")
         if self.report_to not in ("tensorboard", "none"):
             raise UsageError(f"--report_to {self.report_to!r}: choose tensorboard or none")
+        from distill.sharding import check_fsdp_flags
+        check_fsdp_flags(self)
+
+    def _check_compile_flags(self) -> None:
+        """As in Hugging Face's TrainingArguments, a backend or mode implies --torch_compile."""
+        if self.torch_compile_backend is None and self.torch_compile_mode is None:
+            return
+        self.torch_compile = True
+        from distill.speed import COMPILE_MODES, compile_backends
+        backend = self.torch_compile_backend or "inductor"
+        if backend not in (backends := compile_backends()):
+            raise UsageError(f"--torch_compile_backend {backend!r}: choose one of {', '.join(backends)}")
+        if self.torch_compile_mode is not None and self.torch_compile_mode not in COMPILE_MODES:
+            raise UsageError(f"--torch_compile_mode {self.torch_compile_mode!r}: choose one of "
+                             f"{', '.join(COMPILE_MODES)}")
+        if self.torch_compile_mode is not None and backend != "inductor":
+            raise UsageError(f"--torch_compile_mode is an inductor setting; drop it with --torch_compile_backend "
+                             f"{backend}")
 
 
 @dataclass

@@ -6,6 +6,11 @@ trainer state (JSON), the flags that define the run (run_flags.json) and `traini
 optimizer, scheduler, teacher and RNG states as tensors, numbers, strings and containers only. That
 file is read with `torch.load(weights_only=True)`, which refuses anything else, so a checkpoint
 handed over by someone else cannot run code when it is resumed.
+
+Under --fsdp (distill/sharding.py) the training model and its optimizer are kept as
+torch.distributed.checkpoint shards in `sharded/` instead (one file per process, readable by any
+number of processes); `model.safetensors` is still the plain, full model and `training_state.pt` holds
+everything else.
 """
 from __future__ import annotations
 
@@ -108,14 +113,21 @@ def set_rng_state(state: dict) -> None:
 
 def save_checkpoint(path: str, *, model, tokenizer, optimizer, scheduler, state: TrainerState,
                     teacher_state: dict, process_rng: dict, student_state: dict | None = None,
-                    source_state: list | None = None, run_flags: dict | None = None) -> None:
+                    source_state: list | None = None, run_flags: dict | None = None,
+                    shards_dir: str | None = None) -> None:
     """Write a complete checkpoint atomically (temp dir, then rename). `model` is the plain model;
     `student_state`, when given, the training model's own state (e.g. MPO cores) for an exact resume;
     `source_state`, each process's batch-source state (MiniLLM's rollout buffer); `run_flags`, the
-    flags that define the run (a resume with other flags is refused)."""
+    flags that define the run (a resume with other flags is refused); `shards_dir`, the model's and
+    optimizer's shards (--fsdp), already written by every process: moved in as `sharded/`, and the
+    optimizer is not saved again."""
     with atomic_dir(path, f"checkpoint {path}") as tmp:
         save_model_files(tmp, model, tokenizer)
-        torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+        if shards_dir is not None:
+            from distill.sharding import SHARDED_DIR
+            os.replace(shards_dir, os.path.join(tmp, SHARDED_DIR))
+        torch.save({"optimizer": optimizer.state_dict() if shards_dir is None else None,
+                    "scheduler": scheduler.state_dict(),
                     "teacher": teacher_state, "rng": process_rng, "student": student_state,
                     "source": source_state or []},
                    os.path.join(tmp, TRAINING_FILE))
@@ -125,11 +137,18 @@ def save_checkpoint(path: str, *, model, tokenizer, optimizer, scheduler, state:
 
 
 def restore_checkpoint(path: str, total_steps: int, *, student, transformed: bool, optimizer, scheduler, teacher,
-                       source, rank: int) -> TrainerState:
+                       source, rank: int, load_shards=None) -> TrainerState:
     """Load checkpoint `path` into a run's parts, as `save_checkpoint` wrote them; returns its trainer state.
     `student`: the training model (`transformed`: it differs from the saved plain model, so its own state
-    was kept); `source`: the batch source, given this process's (`rank`) state."""
+    was kept); `source`: the batch source, given this process's (`rank`) state; `load_shards(dir)`: under
+    --fsdp, loads the model's and optimizer's shards (every process calls it)."""
+    from distill.sharding import SHARDED_DIR
     training, state = load_training_state(path)
+    sharded = os.path.isdir(os.path.join(path, SHARDED_DIR))
+    if sharded != (load_shards is not None):
+        made = "with" if sharded else "without"
+        raise UsageError(f"{path} was written {made} --fsdp; resume with the flags of that run, or start over with "
+                         "--overwrite_output_dir")
     if state.global_step > total_steps:
         raise UsageError(f"{path} is at step {state.global_step}, beyond this run's {total_steps} steps; resume "
                          "with the flags that made it, or start over with --overwrite_output_dir")
@@ -138,11 +157,14 @@ def restore_checkpoint(path: str, total_steps: int, *, student, transformed: boo
         made = "with" if raw is not None else "without"
         raise UsageError(f"{path} was written {made} a model transform (--use_opdf); resume with the flags of "
                          "that run, or start over with --overwrite_output_dir")
-    if raw is None:
+    if sharded:  # the exact training state, resharded to this run's processes
+        load_shards(os.path.join(path, SHARDED_DIR))
+    elif raw is None:
         load_model_weights(student, os.path.join(path, "model.safetensors"))
     else:
         student.load_state_dict(raw)
-    optimizer.load_state_dict(training["optimizer"])
+    if not sharded:
+        optimizer.load_state_dict(training["optimizer"])
     scheduler.load_state_dict(training["scheduler"])
     teacher.load_state_dict(training["teacher"])
     set_rng_state(training["rng"])

@@ -14,6 +14,7 @@ from tqdm.auto import tqdm
 
 from distill.batching import TokenizedDataset, eval_batches, stack_padded
 from distill.modeling import forward_input_names, model_inputs
+from distill.sharding import is_sharded
 
 
 class PredictionEvaluator:
@@ -54,6 +55,13 @@ class PredictionEvaluator:
                 logits = self.objective.predictions(model(**model_inputs(batch, input_names)), batch)  # (B, ...)
             outputs.extend(logits.float().cpu().numpy())
             ids.extend(idx)
+        # A sharded model's forward is a collective: a process with fewer batches (its share is one
+        # example shorter) joins the others' last forwards with a batch whose outputs it drops.
+        if is_sharded(model) and acc.num_processes > 1:
+            for _ in range(max(gather_object([len(batches)])) - len(batches)):
+                batch = {k: v.to(acc.device) for k, v in self.collator([dataset[0]]).items()}
+                with acc.autocast():
+                    model(**model_inputs(batch, input_names))
         model.train(was_training)
         pairs = list(zip(ids, outputs))
         pairs = sorted(gather_object(pairs) if acc.num_processes > 1 else pairs, key=lambda p: p[0])

@@ -8,6 +8,8 @@ differ in size (the last one of an epoch, or token-level losses with varying num
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 
@@ -15,8 +17,31 @@ from losses import get_loss
 
 
 def weighted_loss(weights: dict[str, float], terms: dict[str, torch.Tensor], counts: dict[str, float]) -> torch.Tensor:
-    """Σ_k w_k · sum_k / count_k: one micro-batch's share of the step's loss (terms of weight 0 skipped)."""
+    """Σ_k w_k · sum_k / count_k: one micro-batch's share of the step's loss. Terms of weight 0 are
+    skipped: they were computed without a graph (`logged_term`), so nothing back-propagates through them."""
     return sum(w * terms[k] / counts[k] for k, w in weights.items() if w != 0.0)
+
+
+def _detached(value):
+    """`value` with its tensors (also those in a tuple or list) detached; anything else as it is."""
+    if isinstance(value, torch.Tensor):
+        return value.detach()
+    if isinstance(value, (tuple, list)):
+        return type(value)(_detached(v) for v in value)
+    return value
+
+
+def logged_term(weight: float, fn: Callable[..., torch.Tensor], *args, **kwargs) -> torch.Tensor:
+    """fn(*args, **kwargs): one term's unweighted sum. A term of weight 0 is only logged, so it needs its
+    value, not its gradient: it is computed under torch.no_grad on detached tensor arguments (the same
+    value, no graph, no gradient buffer). Both are needed: no_grad keeps ordinary ops from recording a
+    graph, but a custom autograd.Function still sees `needs_input_grad` True for an input that requires
+    grad, and the chunked losses (losses/token_kd.py) would build their (B, T, V) gradient buffer during
+    the forward. So pass the tensors the term reads as arguments (not inside model outputs)."""
+    if weight != 0.0:
+        return fn(*args, **kwargs)
+    with torch.no_grad():
+        return fn(*_detached(args), **{k: _detached(v) for k, v in kwargs.items()})
 
 
 def weighted_term_logs(weights: dict[str, float], sums: dict[str, float], counts: dict[str, float],
@@ -45,7 +70,7 @@ class Objective:
     """Base class (the contract: `Objective` in distill/plugins.py): subclasses fill `weights` and
     implement `counts` and `loss_sums`."""
 
-    #: term name -> weight in the total loss (terms of weight 0 are still computed and logged)
+    #: term name -> weight in the total loss (terms of weight 0 are still computed, without autograd, and logged)
     weights: dict[str, float]
     #: extra arguments of the student's and the teacher's forward during training (e.g. hidden states)
     forward_kwargs: dict = {}
@@ -55,8 +80,14 @@ class Objective:
         raise NotImplementedError
 
     def loss_sums(self, batch, student_outputs, teacher_outputs) -> dict[str, torch.Tensor]:
-        """Unweighted per-term sums over this micro-batch's items (scalars with gradient)."""
+        """Unweighted per-term sums over this micro-batch's items (scalars with gradient; those of terms
+        of weight 0 without: compute every term through `term`)."""
         raise NotImplementedError
+
+    def term(self, name: str, fn: Callable[..., torch.Tensor], *args, **kwargs) -> torch.Tensor:
+        """fn(*args, **kwargs), the unweighted sum of term `name`; without autograd when its weight is 0
+        (`logged_term`: e.g. the LM term at --kd_ratio 1 costs no (B, T, V) gradient buffer)."""
+        return logged_term(self.weights[name], fn, *args, **kwargs)
 
     def eval_loss_sum(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Summed task loss on gold labels, for `eval_loss` (`logits`: what `predictions` returned)."""
@@ -101,9 +132,11 @@ class SequenceClassificationObjective(Objective):
 
     def loss_sums(self, batch, student_outputs, teacher_outputs):
         logits = student_outputs.logits  # (B, C)
-        sums = {self.task_term: self.task_loss(logits, batch["labels"]).sum()}
+        sums = {self.task_term: self.term(self.task_term, lambda s, y: self.task_loss(s, y).sum(), logits,
+                                          batch["labels"])}
         if self.has_teacher:
-            sums["kd"] = self.kd_loss(logits, teacher_outputs.logits, self.temperature).sum()
+            sums["kd"] = self.term("kd", lambda s, t: self.kd_loss(s, t, self.temperature).sum(), logits,
+                                   teacher_outputs.logits)
         return sums
 
     def eval_loss_sum(self, logits, labels):

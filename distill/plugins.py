@@ -93,7 +93,8 @@ class Objective(Protocol):
         """Per step, for every micro-batch before any forward: the items each term averages over."""
 
     def loss_sums(self, batch: Batch, student_outputs, teacher_outputs) -> dict[str, torch.Tensor]:
-        """Per micro-batch: unweighted per-term sums (scalars with gradient)."""
+        """Per micro-batch: unweighted per-term sums (scalars; with gradient unless the term's weight is 0:
+        distill/objective.logged_term)."""
 
     def eval_loss(self, predictions: np.ndarray, dataset) -> float | None:
         """Per evaluation of a dev set: its mean task loss from the predictions (None: no labels)."""

@@ -34,14 +34,15 @@ logger = logging.getLogger(__name__)
 LOCK_FILE = ".run.lock"
 
 # Flags that do not change what a run computes: where it reads caches from or writes to, how often it
-# logs or keeps checkpoints, what it does after training (--do_predict), how it is launched. Everything
+# logs or keeps checkpoints, what it does after training (--do_predict), how it is launched, how much memory or
+# compile time a step spends for the same result (distill/speed.py). Everything
 # else defines the run, and a checkpoint only resumes under the same values.
 NOT_DEFINING = frozenset({
     "output_dir", "overwrite_output_dir", "resume_from_checkpoint", "logging_dir", "report_to", "disable_tqdm",
     "logging_steps", "save_steps", "save_total_limit", "do_predict", "test_file", "ax_file", "max_predict_samples",
     "per_device_eval_batch_size", "cache_dir", "teacher_cache_dir", "data_cache_dir", "overwrite_cache",
     "trust_remote_code", "use_cpu", "local_rank", "n_gpu", "force", "model_type", "teacher_type", "do_lower_case",
-    "output_dir_intermed",
+    "output_dir_intermed", "gradient_checkpointing", "torch_compile", "torch_compile_backend", "torch_compile_mode",
 })
 
 

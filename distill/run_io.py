@@ -13,6 +13,7 @@ from distill.checkpoint import TrainerState, rotate_checkpoints, save_checkpoint
 from distill.errors import UsageError
 from distill.io_utils import atomic_dir, atomic_write_json, writing
 from distill.run_dir import RunStart, read_flags
+from distill.sharding import SHARDED_DIR
 
 
 class RunFiles:
@@ -91,18 +92,32 @@ class RunFiles:
     # ------------------------------------------------------------------ checkpoints
     def save_checkpoint(self, *, state: TrainerState, model, optimizer, scheduler, teacher_state: dict,
                         process_rng: dict, student_state: dict | None, source_state: dict,
-                        keep: tuple[int | None, ...]) -> None:
+                        keep: tuple[int | None, ...], shards=None) -> None:
         """checkpoint-<step> (distill/checkpoint.py), then the rotation that spares the steps in `keep`.
-        Synchronises processes: each one's batch-source state is kept (MiniLLM's rollout buffers differ)."""
+        Synchronises processes: each one's batch-source state is kept (MiniLLM's rollout buffers differ).
+        `shards(dir)` (--fsdp) writes the model's and optimizer's shards, every process its own: into a
+        temporary dir first (`.tmp-*`, removed by the next run if a kill comes), which the main process then
+        moves into the checkpoint before it is renamed into place."""
         acc = self.accelerator
         acc.wait_for_everyone()
         self.claim()
+        path = os.path.join(self.output_dir, f"checkpoint-{state.global_step}")
+        staged = None
+        if shards is not None:
+            staged = os.path.join(self.output_dir, f".tmp-checkpoint-{state.global_step}-{SHARDED_DIR}")
+            if acc.is_main_process:
+                shutil.rmtree(staged, ignore_errors=True)
+            acc.wait_for_everyone()
+            with writing(f"checkpoint {path}", cleanup=staged):
+                shards(staged)
+            acc.wait_for_everyone()
         source_states = gather_object([source_state]) if acc.num_processes > 1 else [source_state]
         if acc.is_main_process:
-            save_checkpoint(os.path.join(self.output_dir, f"checkpoint-{state.global_step}"), model=model,
+            save_checkpoint(path, model=model,
                             tokenizer=self.tokenizer, optimizer=optimizer, scheduler=scheduler, state=state,
                             teacher_state=teacher_state, process_rng=process_rng, student_state=student_state,
-                            source_state=source_states, run_flags=self.start.flags if self.start else None)
+                            source_state=source_states, run_flags=self.start.flags if self.start else None,
+                            shards_dir=staged)
             rotate_checkpoints(self.output_dir, self.args.save_total_limit, keep=keep)
         acc.wait_for_everyone()
 

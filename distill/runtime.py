@@ -28,7 +28,7 @@ def process_state(use_cpu: bool = False) -> PartialState:
 
 
 def make_accelerator(args: TrainingArguments) -> Accelerator:
-    """Devices, DDP and mixed precision for one run (`--fp16`, `--bf16`, `--use_cpu`)."""
+    """Devices, DDP and mixed precision for one run (`--fp16`, `--bf16`, `--use_cpu`; `--fsdp`: distill/sharding.py)."""
     if args.fp16 and not torch.cuda.is_available():
         raise UsageError("--fp16 needs a CUDA GPU; on the CPU use --bf16 or full precision")
     precision = "fp16" if args.fp16 else "bf16" if args.bf16 else "no"
@@ -38,6 +38,9 @@ def make_accelerator(args: TrainingArguments) -> Accelerator:
     AcceleratorState._reset_state(reset_partial_state=False)
     GradientState._reset_state()
     accelerator = Accelerator(mixed_precision=precision, cpu=args.use_cpu or multi_cpu_run())
+    if getattr(args, "fsdp", None):  # (a 1-process run has no process group, and FSDP needs one)
+        from distill.sharding import ensure_process_group
+        ensure_process_group()
     if not accelerator.is_main_process:  # one copy of the logs, not one per process
         logging.getLogger().setLevel(logging.WARNING)
     return accelerator

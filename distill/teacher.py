@@ -11,6 +11,7 @@ from torch import nn
 
 from distill.modeling import forward_input_names, model_inputs
 from distill.plugins import FixedTeacherHooks
+from distill.sharding import is_sharded
 
 
 class Teacher(FixedTeacherHooks):
@@ -30,7 +31,10 @@ class Teacher(FixedTeacherHooks):
         which returns `hidden_states` = (last layer,)."""
         was_training = self.model.training
         self.model.eval()
-        with torch.inference_mode(), self.accelerator.autocast():
+        # A sharded teacher (--fsdp) gathers its weights into buffers that later forwards reuse, also outside
+        # inference mode (its dev evaluation), which an inference tensor cannot be: no_grad there.
+        no_graph = torch.no_grad if is_sharded(self.model) else torch.inference_mode
+        with no_graph(), self.accelerator.autocast():
             out = self.model(**model_inputs(batch, self.input_names), **forward_kwargs)
         self.model.train(was_training)
         # Inference tensors cannot be saved for backward; clones made outside inference mode are

@@ -9,7 +9,6 @@ distill/run_io.py's; devices, seeds and logging setup distill/runtime.py's.
 """
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import os
@@ -29,11 +28,14 @@ from distill.errors import UsageError
 from distill.evaluation import PredictionEvaluator
 from distill.modeling import forward_input_names, model_inputs
 from distill.objective import global_counts, weighted_loss, weighted_term_logs
-from distill.optim import make_adamw, make_scheduler
+from distill.optim import make_scheduler
+from distill.placement import Replicated
 from distill.plugins import Objective, Selection, StepContext, TeacherOutputs
 from distill.run_dir import RunStart
 from distill.run_io import RunFiles
 from distill.run_record import run_summary
+from distill.sharding import Sharding
+from distill.speed import prepare_models
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +69,8 @@ class DistillationTrainer:
             batch_source = training_set_batches(train_dataset, collator, args, accelerator, group_by_length)
         self.batch_source = batch_source
         self.io = RunFiles(args, accelerator, tokenizer)
+        # One whole student per process (DDP), or shards of it (--fsdp): distill/placement.py
+        self.placement = (Sharding if args.fsdp else Replicated)(args, accelerator, self.transform)
         self.state = TrainerState()
         self.student = student.to(accelerator.device)
         self.student_inputs = forward_input_names(student)
@@ -86,8 +90,10 @@ class DistillationTrainer:
     def selection(self) -> Selection:
         return Selection(self.main_metric, self.greater_is_better)
 
-    def _model_to_save(self) -> torch.nn.Module:
-        return self.transform.export(self.unwrapped_student)
+    def plain_student(self) -> torch.nn.Module | None:
+        """The plain student (what is saved) on the main process, None elsewhere. Every process calls it:
+        under --fsdp the full weights are gathered from all of them."""
+        return self.placement.export(self.student)
 
     def _to_device(self, batch: dict) -> dict:
         return {k: v.to(self.accelerator.device) for k, v in batch.items()}
@@ -97,8 +103,8 @@ class DistillationTrainer:
         (one that learns makes its own optimizer for the same number of steps). Call once."""
         if self.optimizer is not None:
             raise RuntimeError("create_optimizer() was already called for this trainer")
-        optimizer = make_adamw(self.student, self.args.learning_rate, self.args, self.accelerator.device)
-        self.student, self.optimizer = self.accelerator.prepare(self.student, optimizer)
+        prepare_models(self.student, self.teacher.model, self.args)  # (before DDP or FSDP wraps them)
+        self.student, self.optimizer = self.placement.prepare(self.student, self.teacher)
         self.scheduler = make_scheduler(self.optimizer, self.args, total_steps)
         dataset = self.batch_source.dataset if self.batch_source is not None else None
         self.teacher.prepare(plugins.TeacherSetup(self.args, total_steps, dataset, self.collator,
@@ -168,7 +174,7 @@ class DistillationTrainer:
         if not (save or end_of_epoch):
             return
         self.io.claim()
-        plain = self._model_to_save() if self.accelerator.is_main_process else None  # (only it writes)
+        plain = self.plain_student()  # (only the main process writes)
         if plain is not None:  # the hook runs before the step's checkpoint: a kill in between redoes both
             self.on_save(step // steps_per_epoch - 1 if end_of_epoch else None, plain)
         if save:
@@ -213,8 +219,7 @@ class DistillationTrainer:
             raise UsageError(f"loss {'/'.join(bad)} is {total} at step {self.state.global_step + 1}; lower "
                              "--learning_rate, check the labels, or use --bf16 instead of --fp16")
         if self.args.max_grad_norm and self.args.max_grad_norm > 0:
-            logs["grad_norm"] = float(self.accelerator.clip_grad_norm_(self.student.parameters(),
-                                                                       self.args.max_grad_norm))
+            logs["grad_norm"] = self.placement.clip_grad_norm(self.student, self.args.max_grad_norm)
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
@@ -238,8 +243,8 @@ class DistillationTrainer:
         sums = {k: torch.zeros((), device=acc.device, dtype=torch.float64) for k in self.term_weights}
         for i, batch in enumerate(micro_batches):
             last = i == len(micro_batches) - 1
-            # Skip DDP's gradient all-reduce on all but the last micro-batch.
-            with contextlib.nullcontext() if last else acc.no_sync(self.student):
+            # Skip DDP's gradient all-reduce (FSDP's reduce-scatter) on all but the last micro-batch.
+            with self.placement.gradient_sync(self.student, last):
                 # Teacher first: its inference-mode activations are freed before the student's
                 # forward holds its own for the backward (lower peak memory, warmer allocator).
                 teacher_out = teacher_outputs(i, batch)
@@ -250,7 +255,8 @@ class DistillationTrainer:
                     param_terms = self.param_loss.loss_terms()
                     loss = loss + weighted_loss(self.param_loss.weights, param_terms, counts)
                     terms = terms | param_terms
-                # DDP averages gradients over processes; the counts are global, so scale back up.
+                # DDP (and FSDP's reduce-scatter) averages gradients over processes; the counts are global, so
+                # scale back up.
                 acc.backward(loss * acc.num_processes)
             for k, value in terms.items():
                 sums[k] += value.detach().double()
@@ -283,35 +289,36 @@ class DistillationTrainer:
         evaluator's metrics; for `datasets` (e.g. a labelled test set, prefix "test_") always per example.
         Of the student (its plain form, exported once for every eval set) or of `model` (a teacher that
         learns, with prefix "teacher_eval_")."""
-        model = model if model is not None else self._model_to_save()
+        model = model if model is not None else self.placement.eval_model(self.student)
         values = self.evaluator(model) if datasets is None else self._predictions(model, datasets)
         return {f"{prefix}{k}": v for k, v in values.items()}
 
     def predict(self, dataset: TokenizedDataset, model: torch.nn.Module | None = None) -> np.ndarray:
         """Per-example predictions of `model` (default: the plain student) on `dataset`, (N, ...), in
         dataset order (distill/evaluation.py)."""
-        return self._predictions.predict(dataset, model if model is not None else self._model_to_save())
+        model = model if model is not None else self.placement.eval_model(self.student)
+        return self._predictions.predict(dataset, model)
 
     # ------------------------------------------------------------------ checkpoints, resume and the end
     def _save_checkpoint(self, plain: torch.nn.Module | None) -> None:
         """checkpoint-<step> (on every process; `plain`: the exported student, main process only)."""
         started, runtime_before = self._clock
         self.state.train_runtime = runtime_before + time.time() - started
-        # The training model's own state when it differs from the plain one (MPO cores: re-decomposing
-        # the dense weights would change their gauge and break the optimizer's moments).
-        student = self.unwrapped_student
-        raw = None if plain is None or plain is student else {k: v.detach().cpu()
-                                                              for k, v in student.state_dict().items()}
+        # Beside the plain model: the training model's own state when it differs (MPO cores), or under
+        # --fsdp the training model's and optimizer's shards (distill/placement.py).
         self.io.save_checkpoint(state=self.state, model=plain, optimizer=self.optimizer, scheduler=self.scheduler,
                                 teacher_state=self.teacher.state_dict(), process_rng=rng_state(),
-                                student_state=raw, source_state=self.batch_source.state_dict(),
+                                student_state=self.placement.training_state(self.student, plain),
+                                source_state=self.batch_source.state_dict(),
+                                shards=self.placement.shard_writer(self.student, self.optimizer),
                                 keep=(self.state.best_step, *self.teacher.keep_steps()))
 
     def _resume(self, path: str, total_steps: int) -> None:
         self.state = restore_checkpoint(path, total_steps, student=self.unwrapped_student,
-                                        transformed=self._model_to_save() is not self.unwrapped_student,
+                                        transformed=self.placement.transformed(self.student),
                                         optimizer=self.optimizer, scheduler=self.scheduler, teacher=self.teacher,
-                                        source=self.batch_source, rank=self.accelerator.process_index)
+                                        source=self.batch_source, rank=self.accelerator.process_index,
+                                        load_shards=self.placement.shard_reader(self.student, self.optimizer))
         self.io.resumed_from = path
         logger.info("resumed from %s at step %d", path, self.state.global_step)
 
@@ -323,7 +330,7 @@ class DistillationTrainer:
         if self.state.best_step is not None:
             from safetensors.torch import load_file
             path = self.io.checkpoint_of(self.state.best_step, "best model")
-            self.transform.load_dense_state(self.unwrapped_student, load_file(os.path.join(path, "model.safetensors")))
+            self.placement.load_plain_state(self.student, load_file(os.path.join(path, "model.safetensors")))
             logger.info("loaded the best model (step %d, %s = %.4f)", self.state.best_step, self.main_metric,
                         self.state.best_metric)
         self.teacher.finish(self.io.checkpoint_of, self.io.save_model_dir, self.selection)
@@ -331,7 +338,7 @@ class DistillationTrainer:
     # ------------------------------------------------------------------ the run's files (distill/run_io.py)
     def save_model(self, output_dir: str | None = None) -> None:
         """The student as a plain Hugging Face model dir (plus tokenizer), and trainer_state.json."""
-        plain = self._model_to_save() if self.accelerator.is_main_process else None
+        plain = self.plain_student()
         self.io.save_final_model(plain, self.state, output_dir or self.args.output_dir)
 
     def save_metrics(self, split: str, metrics: dict) -> None:

@@ -32,7 +32,9 @@ class TeacherAuxObjective(Objective):
         t = teacher_outputs.logits  # (B, C), with gradient to the teacher
         # (B, C): ProKT hands in no-grad student logits; LGTM's exact influence differentiates through them
         s = student_outputs.logits
-        return {"teacher_kd": self.kd_loss(t, s, 1.0).sum(), "teacher_ce": self.task_loss(t, batch["labels"]).sum()}
+        # A term of weight 0 (--t_alpha_kd 0 or 1) is computed for the logs without autograd.
+        return {"teacher_kd": self.term("teacher_kd", lambda t, s: self.kd_loss(t, s, 1.0).sum(), t, s),
+                "teacher_ce": self.term("teacher_ce", lambda t, y: self.task_loss(t, y).sum(), t, batch["labels"])}
 
     def eval_loss_sum(self, logits, labels):
         return self.task_loss(logits, labels).sum()

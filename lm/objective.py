@@ -72,26 +72,28 @@ class LMDistillationObjective(Objective):
 
     # ------------------------------------------------------------------ training loss
     def loss_sums(self, batch, student_outputs, teacher_outputs):
+        # Every term goes through `self.term`: one of weight 0 (the LM term at --kd_ratio 1) is computed for
+        # the logs without autograd, so its chunked loss builds no (B, T, V) gradient buffer.
         s_logits = student_outputs.logits  # (B, T, V')
         lm_positions, targets = self.lm_targets(batch)
-        sums = {self.lm_term: chunked_cross_entropy_sum(s_logits, lm_positions, targets, self.chunk_size,
-                                                        self.vocab_size)}
+        sums = {self.lm_term: self.term(self.lm_term, chunked_cross_entropy_sum, s_logits, lm_positions, targets,
+                                        self.chunk_size, self.vocab_size)}
         if teacher_outputs is None:
             return sums
         t_logits = teacher_outputs.logits  # (B, T, V'')
         positions = self.kd_positions(batch, lm_positions)
         if "kd" in self.weights:
-            kd = chunked_divergence_sum(s_logits, t_logits, positions, self.divergence, self.chunk_size,
-                                        self.vocab_size)
+            kd = self.term("kd", chunked_divergence_sum, s_logits, t_logits, positions, self.divergence,
+                           self.chunk_size, self.vocab_size)
             sums["kd"] = kd * self.temperature**2
         if "mse" in self.weights:
-            sums["mse"] = chunked_divergence_sum(s_logits, t_logits, positions, self.logit_mse, self.chunk_size,
-                                                 self.vocab_size)
+            sums["mse"] = self.term("mse", chunked_divergence_sum, s_logits, t_logits, positions, self.logit_mse,
+                                    self.chunk_size, self.vocab_size)
         if "cos" in self.weights:
             cos_positions = self.cos_positions(batch, lm_positions)
-            h_s = student_outputs.hidden_states[-1].flatten(0, 1).index_select(0, cos_positions)  # (n, d)
-            h_t = teacher_outputs.hidden_states[-1].flatten(0, 1).index_select(0, cos_positions)  # (n, d)
-            sums["cos"] = (1.0 - F.cosine_similarity(h_s.float(), h_t.float(), dim=-1)).sum()
+            h_s = student_outputs.hidden_states[-1].flatten(0, 1)  # (B*T, d)
+            h_t = teacher_outputs.hidden_states[-1].flatten(0, 1)  # (B*T, d)
+            sums["cos"] = self.term("cos", _cosine_distance_sum, h_s, h_t, cos_positions)
         return sums
 
     # ------------------------------------------------------------------ evaluation
@@ -109,6 +111,12 @@ class LMDistillationObjective(Objective):
     def eval_loss(self, predictions: np.ndarray, dataset) -> float:
         """Mean negative log-likelihood per scored token (not per sequence)."""
         return float(predictions[:, 0].astype(np.float64).sum() / max(predictions[:, 1].sum(), 1.0))
+
+
+def _cosine_distance_sum(h_s: torch.Tensor, h_t: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """Σ over the flat `positions` of 1 − cos(h_s, h_t), for (B*T, d) hidden states."""
+    h_s, h_t = h_s.index_select(0, positions), h_t.index_select(0, positions)  # (n, d) each
+    return (1.0 - F.cosine_similarity(h_s.float(), h_t.float(), dim=-1)).sum()
 
 
 def perplexity_metrics(predictions: np.ndarray, dataset) -> dict[str, float]:

@@ -157,7 +157,7 @@ class _ChunkedPositionSum(torch.autograd.Function):
             s = student_rows.index_select(0, idx)  # (n, V')
             rest = [o.index_select(0, idx) for o in other_rows]  # (n, V') teacher rows, (n,) targets
             if grad is None:
-                total += row_fn(s, *rest).double().sum()
+                total += row_fn(s, *rest).sum().double()  # (summed as the gradient branch sums)
                 continue
             with torch.enable_grad():
                 s.requires_grad_(True)

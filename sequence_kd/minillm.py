@@ -161,15 +161,20 @@ class MiniLLMObjective(Objective):
         t_logits = teacher_outputs.logits  # (B, T, V'')
         rl, lm, targets = self.positions(batch)
         at = lambda key: self._shift(batch[key], 0.0).flatten().index_select(0, rl)  # noqa: E731  (n,)
-        logq = token_logprobs(s_logits, rl, targets, self.chunk_size, self.vocab_size)  # (n,)
-        sums = {"pg": clipped_policy_loss(logq, at("old_logprobs"), at("log_w"), at("advantages"),
-                                          self.cliprange).sum(),
-                # Without --single_step_reg the term is only logged: no gradient pass over the vocabulary.
-                "reg": chunked_divergence_sum(s_logits if self.weights["reg"] else s_logits.detach(), t_logits, rl,
-                                              self.reverse_kl, self.chunk_size, self.vocab_size)}
+        def policy_sum(s):
+            logq = token_logprobs(s, rl, targets, self.chunk_size, self.vocab_size)  # (n,)
+            return clipped_policy_loss(logq, at("old_logprobs"), at("log_w"), at("advantages"), self.cliprange).sum()
+
+        # Every term through `self.term`: one of weight 0 is computed for the logs without autograd (reg
+        # without --single_step_reg: the rollouts' reverse KL; lm at --kd_ratio 1), so its chunked loss makes
+        # no gradient pass over the vocabulary.
+        sums = {"pg": self.term("pg", policy_sum, s_logits),
+                "reg": self.term("reg", chunked_divergence_sum, s_logits, t_logits, rl, self.reverse_kl,
+                                 self.chunk_size, self.vocab_size)}
         if "lm" in self.weights:
-            sums["lm"] = chunked_cross_entropy_sum(s_logits, lm, targets, self.chunk_size, self.vocab_size)
+            sums["lm"] = self.term("lm", chunked_cross_entropy_sum, s_logits, lm, targets, self.chunk_size,
+                                   self.vocab_size)
         if "kd" in self.weights:
-            sums["kd"] = chunked_divergence_sum(s_logits, t_logits, lm, self.forward_kl, self.chunk_size,
-                                                self.vocab_size)
+            sums["kd"] = self.term("kd", chunked_divergence_sum, s_logits, t_logits, lm, self.forward_kl,
+                                   self.chunk_size, self.vocab_size)
         return sums

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from distill.sharding import all_processes
+
 
 @dataclass
 class Samples:
@@ -109,6 +111,14 @@ def sample(student, prompts: list[list[int]], *, max_new_tokens: int, eos_id: in
     log_alpha = math.log(teacher_mix_alpha) if teacher_mix_alpha > 0 else float("-inf")
     log_1m_alpha = math.log1p(-teacher_mix_alpha) if teacher_mix_alpha < 1 else float("-inf")
     for _ in range(max_new_tokens):
+        live = ~done
+        if not bool(live.any()):  # (--fsdp only: this process's sequences ended, another process's go on)
+            token = torch.full((batch,), pad_id, dtype=torch.long, device=device)
+            if all_processes(True, models):  # (the same vote as the stop below, once per token)
+                break
+            mask = torch.cat([mask, live.long()[:, None]], dim=1)
+            logits = [s.next(token, mask) for s in steppers]
+            continue
         log_q = F.log_softmax(logits[0], dim=-1)  # (B, V)
         log_p = F.log_softmax(logits[1], dim=-1) if teacher is not None else None  # (B, V)
         # log(α p + (1−α) q); exact at the ends: α = 0 gives log q bit for bit, α = 1 log p.
@@ -116,7 +126,6 @@ def sample(student, prompts: list[list[int]], *, max_new_tokens: int, eos_id: in
         log_sample = top_p_filter(F.log_softmax(log_mix / temperature, dim=-1) if temperature != 1.0 else log_mix,
                                   top_p)
         token = torch.multinomial(log_sample.exp(), 1, generator=generator).squeeze(1)  # (B,)
-        live = ~done
         token = torch.where(live, token, torch.full_like(token, pad_id))
         columns["tokens"].append(token)
         columns["mask"].append(live.long())
@@ -126,7 +135,9 @@ def sample(student, prompts: list[list[int]], *, max_new_tokens: int, eos_id: in
         columns["sample"].append(log_sample.gather(1, token[:, None]).squeeze(1))
         if eos_id is not None:
             done = done | (live & (token == eos_id))
-        if bool(done.all()):
+        # A sharded model's forward is a collective: processes stop together, when every one's sequences have
+        # ended (one that ended first keeps feeding pad tokens, without drawing random numbers or columns).
+        if all_processes(bool(done.all()), models):
             break
         mask = torch.cat([mask, live.long()[:, None]], dim=1)  # finished sequences stop attending to pads
         logits = [s.next(token, mask) for s in steppers]

@@ -37,12 +37,18 @@ class QuestionAnsweringObjective(Objective):
         mask = batch["attention_mask"]
         s_start, s_end = span_logits(student_outputs, mask)  # (B, T) each
         labels = batch["labels"]  # (B, 2): start and end token positions
-        ce = get_loss("ce")
-        sums = {"squad": 0.5 * (ce(s_start, labels[:, 0]) + ce(s_end, labels[:, 1])).sum()}
+        ce, kd = get_loss("ce"), get_loss("kd")
+
+        def span_ce(start, end, y):
+            return 0.5 * (ce(start, y[:, 0]) + ce(end, y[:, 1])).sum()
+
+        def span_kd(start, end, t_start, t_end):
+            return 0.5 * (kd(start, t_start, self.temperature) + kd(end, t_end, self.temperature)).sum()
+        # A term of weight 0 (--alpha_squad 0 or --alpha_ce 0) is computed for the logs without autograd.
+        sums = {"squad": self.term("squad", span_ce, s_start, s_end, labels)}
         if self.has_teacher:
-            t_start, t_end = span_logits(teacher_outputs, mask)
-            kd = get_loss("kd")
-            sums["kd"] = 0.5 * (kd(s_start, t_start, self.temperature) + kd(s_end, t_end, self.temperature)).sum()
+            t_start, t_end = span_logits(teacher_outputs, mask)  # (B, T) each
+            sums["kd"] = self.term("kd", span_kd, s_start, s_end, t_start, t_end)
         return sums
 
     def predictions(self, outputs, batch):

@@ -9,6 +9,7 @@ starts from the same state a fresh process has after its imports.
     with Launcher() as launch:
         job = launch.start(["run_glue.py", "--flags", ...], kill=("step", 5))  # see tests/kill_at.py
         code, log = job.wait()   # code: the exit status, -9 when the run was killed, -1000 when it hung
+        results = launch.run_processes(["run_glue.py", ...], 2)  # one run as 2 processes (gloo), as torchrun
 
 Only for tests: the child's kill hooks come from tests/kill_at.py.
 """
@@ -48,15 +49,27 @@ class Launcher:
                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         assert self._read() == {"ready": True}
 
-    def start(self, argv: list, kill: tuple[str, object] | None = None) -> Job:
+    def start(self, argv: list, kill: tuple[str, object] | None = None, env: dict | None = None) -> Job:
         self.count += 1
         log = os.path.join(self.log_dir, f"job{self.count}.log")
         reply = self._ask({"start": [str(a) for a in argv], "kill": [str(k) for k in kill] if kill else None,
-                           "log": log})
+                           "log": log, "env": env or {}})
         return Job(self, reply["id"], log)
 
     def run(self, argv: list, kill: tuple[str, object] | None = None) -> tuple[int, str]:
         return self.start(argv, kill).wait()
+
+    def run_processes(self, argv: list, n: int, kill: tuple[str, object] | None = None) -> list[tuple[int, str]]:
+        """One run as `n` processes on this machine, with the environment torchrun gives them (ranks, the
+        rendezvous address): [(exit status, log)] by rank."""
+        import socket
+        with socket.socket() as s:  # a port nothing listens on now
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        jobs = [self.start(argv, kill, env={"RANK": rank, "LOCAL_RANK": rank, "WORLD_SIZE": n, "LOCAL_WORLD_SIZE": n,
+                                             "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port})
+                for rank in range(n)]
+        return [job.wait() for job in jobs]
 
     def _ask(self, message: dict) -> dict:
         self.server.stdin.write(json.dumps(message) + "\n")
@@ -133,6 +146,7 @@ def run_child(message: dict, kill_at) -> None:
         sys.stdout, sys.stderr = open(1, "w", closefd=False), open(2, "w", closefd=False)
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         script, *argv = message["start"]
+        os.environ.update({k: str(v) for k, v in message.get("env", {}).items()})
         if message["kill"]:
             kill_at.install(*message["kill"])
         sys.argv = [script, *argv]

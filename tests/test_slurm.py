@@ -95,6 +95,26 @@ def test_submit_dry_run_prints_the_sbatch_and_srun_lines(fake_slurm):
     assert srun_line[srun_line.index("--num_processes") + 1] == "16"  # 2 nodes x 8 GPUs, from the settings
 
 
+def test_the_fsdp_job_shards_a_hub_teacher_and_student_over_two_nodes(fake_slurm):
+    """fsdp_lm_7b_to_1b.sh with the defaults users get: Hub ids, 2 nodes x 8 GPUs, --fsdp full_shard, bf16."""
+    env = {k: v for k, v in SETTINGS_ENV.items() if k not in ("TEACHER", "STUDENT")}
+    settings = os.path.join(SLURM, "experiments", "fsdp_lm_7b_to_1b.sh")
+    out = subprocess.run(["bash", os.path.join(SLURM, "submit.sh"), settings, "--dry-run"], cwd=REPO_ROOT,
+                         env={**{k: v for k, v in os.environ.items() if k not in ("TEACHER", "STUDENT")}, **env,
+                              **fake_slurm}, capture_output=True, text=True, check=True).stdout.splitlines()
+    sbatch_line, tokens = shlex.split(out[0]), shlex.split(out[1])
+    assert sbatch_line[sbatch_line.index("--nodes") + 1] == "2"
+    assert tokens[tokens.index("--num_processes") + 1] == "16" and "--rdzv_backend" in tokens
+    args = tokens[tokens.index("train_lm_distill.py") + 1:]
+    value = lambda flag: args[args.index(flag) + 1]  # noqa: E731
+    assert value("--teacher_name_or_path") == "Qwen/Qwen2.5-7B" and value("--model_name_or_path") == "Qwen/Qwen2.5-1.5B"
+    assert value("--fsdp") == "full_shard" and "--bf16" in args
+    parsed = parse_command_line(train_lm_distill.FLAGS, args)
+    train_args = next(p for p in parsed if hasattr(p, "fsdp"))
+    train_args.default_actions()  # (the script trains and evaluates when no --do_* is given)
+    train_args.validate()  # the --fsdp flags agree with the rest
+
+
 @pytest.mark.parametrize("settings", EXPERIMENTS, ids=os.path.basename)
 def test_every_experiment_s_flags_are_accepted_by_its_script(settings):
     script_and_args = subprocess.run(
