@@ -53,6 +53,7 @@ from lm.models import (
     check_teacher_pretrained,
     check_tokenizers,
     freeze_embeddings,
+    fused_output_layer_applies,
     load_teacher,
 )
 from lm.objective import LMDistillationObjective, perplexity_metrics
@@ -181,6 +182,9 @@ def run(argv: list[str] | None = None) -> dict:
             temperature=loss_args.resolved_temperature(), jsd_beta=loss_args.jsd_beta,
             skew_lambda=loss_args.skew_lambda, restrict_ce_to_mask=loss_args.restrict_ce_to_mask,
             chunk_size=loss_args.kd_chunk_size)
+        if fused_output_layer_applies(loss_args, train_args, mlm, student, teacher):
+            objective.fuse_output_layers(student.get_output_embeddings(),
+                                         teacher.get_output_embeddings() if teacher is not None else None)
     evaluator = None
     if metric == "rougeL" and train_args.do_eval:  # (training alone needs no held-out prompts)
         evaluator = rouge_evaluator(mini, data_args, generation, tokenizer, sampling,

@@ -13,12 +13,14 @@ code) and every weight of the model from the file.
 """
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import pickle
 import re
 
 import torch
+from torch import nn
 from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, PretrainedConfig, PreTrainedModel
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
@@ -42,6 +44,19 @@ logger = logging.getLogger(__name__)
 
 def lm_class(mlm: bool):
     return AutoModelForMaskedLM if mlm else AutoModelForCausalLM
+
+
+def fused_output_layer_applies(loss_args, train_args, mlm: bool, student, teacher) -> bool:
+    """Whether the LM loss projects final hidden states itself (lm/objective.fuse_output_layers): asked for,
+    a causal LM, both models' forwards take `logits_to_keep` and have an output layer, no teacher-output
+    cache (it stores the teacher's logits, which a forward with `logits_to_keep` no longer returns), and no
+    --fsdp (the root unit's output weight is resharded after the forward, before the loss reads it; not yet
+    gathered for the loss)."""
+    if not loss_args.fused_output_layer or mlm or train_args.cache_teacher_outputs or train_args.fsdp:
+        return False
+    models = [m for m in (student, teacher) if m is not None]
+    return all("logits_to_keep" in inspect.signature(m.forward).parameters
+               and isinstance(m.get_output_embeddings(), nn.Linear) for m in models)
 
 
 def check_teacher_pretrained(args, output_dir: str) -> None:

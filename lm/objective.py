@@ -19,9 +19,11 @@ import math
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from distill.objective import Objective
 from lm.data import IGNORE
+from losses.fused_vocab import fused_vocab_loss_sums
 from losses.token_kd import chunked_cross_entropy_sum, chunked_divergence_sum, token_divergence
 
 
@@ -35,12 +37,26 @@ class LMDistillationObjective(Objective):
         self.vocab_size = vocab_size
         self.temperature = temperature
         self.divergence = token_divergence(kd_loss, temperature=temperature, beta=jsd_beta, skew_lambda=skew_lambda)
+        self.divergence_options = dict(divergence=kd_loss, temperature=temperature, jsd_beta=jsd_beta,
+                                       skew_lambda=skew_lambda)
+        self.output_layers = None  # (student's, teacher's or None): set by `fuse_output_layers`
         self.logit_mse = token_divergence("logit_mse")
         self.restrict_ce_to_mask = restrict_ce_to_mask
         self.chunk_size = chunk_size
         # No KV cache in training (nothing generates); hidden states only for the cosine term.
         self.forward_kwargs = ({} if mlm else {"use_cache": False}) | (
             {"output_hidden_states": True} if "cos" in self.weights else {})
+
+    def fuse_output_layers(self, student_layer: nn.Module, teacher_layer: nn.Module | None) -> None:
+        """Causal LMs: the training forwards return their final hidden states (`output_hidden_states`; the
+        logits of the last position only, `logits_to_keep=1`), and `loss_sums` projects them through the
+        models' output layers chunk by chunk (losses/fused_vocab.py): no (B, T, V) logits or logit gradient
+        of either model exist. The layers' weights are read at loss time (the modules DDP wraps).
+        Evaluation still scores full logits."""
+        if self.mlm:
+            raise ValueError("the fused output layer is for causal LMs (a masked LM's forward has no logits_to_keep)")
+        self.output_layers = (student_layer, teacher_layer)
+        self.forward_kwargs = self.forward_kwargs | {"output_hidden_states": True, "logits_to_keep": 1}
 
     # ------------------------------------------------------------------ positions
     def lm_targets(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
@@ -72,6 +88,8 @@ class LMDistillationObjective(Objective):
 
     # ------------------------------------------------------------------ training loss
     def loss_sums(self, batch, student_outputs, teacher_outputs):
+        if self.output_layers is not None:
+            return self._fused_loss_sums(batch, student_outputs, teacher_outputs)
         # Every term goes through `self.term`: one of weight 0 (the LM term at --kd_ratio 1) is computed for
         # the logs without autograd, so its chunked loss builds no (B, T, V) gradient buffer.
         s_logits = student_outputs.logits  # (B, T, V')
@@ -95,6 +113,34 @@ class LMDistillationObjective(Objective):
             h_t = teacher_outputs.hidden_states[-1].flatten(0, 1)  # (B*T, d)
             sums["cos"] = self.term("cos", _cosine_distance_sum, h_s, h_t, cos_positions)
         return sums
+
+    def _fused_loss_sums(self, batch, student_outputs, teacher_outputs):
+        """The LM, KD and MSE terms from final hidden states (causal LM: they share their positions, so the
+        weights of the terms are known up to the common count and the gradient is computed in the forward)."""
+        positions, targets = self.lm_targets(batch)  # (n,), (B, T)
+        student_layer, teacher_layer = self.output_layers
+        h_s = student_outputs.hidden_states[-1].flatten(0, 1).index_select(0, positions)  # (n, H)
+        terms = {"ce": self.lm_term} | ({k: k for k in ("kd", "mse") if k in self.weights}
+                                        if teacher_outputs is not None else {})
+        weight = {"ce": self.weights[self.lm_term], "kd": self.weights.get("kd", 0.0) * self.temperature**2,
+                  "mse": self.weights.get("mse", 0.0)}
+        teacher = {}
+        if teacher_outputs is not None:
+            teacher = dict(teacher_hidden=teacher_outputs.hidden_states[-1].flatten(0, 1).index_select(0, positions),
+                           teacher_weight=teacher_layer.weight, teacher_bias=teacher_layer.bias)  # (n, H_t), ...
+        sums = fused_vocab_loss_sums(h_s, student_layer.weight, student_layer.bias, **teacher,
+                                     targets=targets.flatten().index_select(0, positions), terms=tuple(terms),
+                                     vocab_size=self.vocab_size, chunk_size=self.chunk_size,
+                                     grad_ratios={k: weight[k] for k in terms}, **self.divergence_options)
+        out = {name: sums[k] for k, name in terms.items()}
+        if "kd" in out:
+            out["kd"] = out["kd"] * self.temperature**2
+        if "cos" in self.weights and teacher_outputs is not None:
+            cos_positions = self.cos_positions(batch, positions)
+            out["cos"] = self.term("cos", _cosine_distance_sum, student_outputs.hidden_states[-1].flatten(0, 1),
+                                   teacher_outputs.hidden_states[-1].flatten(0, 1), cos_positions)
+        # a term of weight 0 is only logged (its sum has no gradient in the ratios above)
+        return {k: v.detach() if self.weights[k] == 0 else v for k, v in out.items()}
 
     # ------------------------------------------------------------------ evaluation
     def predictions(self, outputs, batch):

@@ -300,3 +300,36 @@ def test_the_readme_recipe_teacher_from_config_then_student_from_config_with_its
                         "--teacher_name", tmp_path / "teacher", "--kd_loss", "reverse_kl", "--kd_ratio", "0.5",
                         "--report_to", "none", "--do_train", "--max_steps", 1))
     assert os.path.isfile(tmp_path / "student" / "model.safetensors")
+
+
+@pytest.mark.parametrize("kd_loss,extra", [("forward_kl", ["--kd_ratio", "0.5"]),
+                                           ("jsd", ["--kd_ratio", "1.0", "--temperature", "2.0"])])
+def test_the_fused_output_layer_trains_as_the_models_own_logits(lm, tmp_path, monkeypatch, kd_loss, extra):
+    """Causal LM: the loss from final hidden states through the output layers (the default) against the
+    same run scoring the models' own (B, T, V) logits (--no_fused_output_layer): the same logged terms
+    (logged to 6 significant digits, float32 sums in another order: 1e-4 relative) and the same weights
+    after 4 steps (1e-5), a tied GPT-2 output layer included."""
+    import losses.fused_vocab as fused_vocab
+    seen = []
+    real = fused_vocab.fused_vocab_loss_sums
+
+    def spy(student_hidden, *args, **kwargs):
+        seen.append(student_hidden.shape[-1])
+        return real(student_hidden, *args, **kwargs)
+    monkeypatch.setattr("lm.objective.fused_vocab_loss_sums", spy)
+    common = ["--teacher_name_or_path", lm["gpt2"], "--student_layers", "1", "--kd_loss", kd_loss,
+              "--logging_steps", 1, "--report_to", "none", "--do_train", *extra]
+    run_ok(*causal_args(lm, tmp_path / "fused", *common))
+    assert len(seen) == 4 and set(seen) == {32}  # every step through the fused loss, on hidden size 32
+    run_ok(*causal_args(lm, tmp_path / "logits", *common, "--no_fused_output_layer"))
+    assert len(seen) == 4
+    logs = [read_json(tmp_path / d / "trainer_state.json")["log_history"] for d in ("fused", "logits")]
+    steps = [[e for e in log if "loss/total" in e] for log in logs]
+    assert len(steps[0]) == len(steps[1]) == 4
+    for a, b in zip(*steps):
+        for key in ("loss/total", "loss/kd", "loss/clm"):
+            assert a[key] == pytest.approx(b[key], rel=1e-4), key
+    fused, plain = (load_file(tmp_path / d / "model.safetensors") for d in ("fused", "logits"))
+    assert fused.keys() == plain.keys()
+    for name in fused:
+        assert torch.allclose(fused[name], plain[name], rtol=1e-4, atol=1e-5), name

@@ -203,7 +203,8 @@ def test_the_kd_only_lm_script_logs_the_lm_term_and_trains_as_before(tmp_path, m
             "--train_file", corpus, "--output_dir", out, "--max_seq_length", 24, "--max_steps", 2,
             "--per_device_train_batch_size", 4, "--validation_split_percentage", 10, "--data_cache_dir",
             tmp_path / "cache", "--disable_tqdm", "--report_to", "none", "--logging_steps", 1, "--learning_rate",
-            1e-3, "--teacher_name_or_path", teacher, "--student_layers", "1", "--kd_ratio", "1.0", "--seed", 3)])
+            1e-3, "--teacher_name_or_path", teacher, "--student_layers", "1", "--kd_ratio", "1.0", "--seed", 3,
+            "--no_fused_output_layer")])  # (the logits path; the fused one: tests/test_train_lm_distill.py)
         assert code == 0
 
     run(tmp_path / "new")
