@@ -29,17 +29,15 @@ import argparse
 import json
 import math
 import os
-import resource
 import statistics
-import subprocess
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
+from benchmarks.measure import peak_bytes_of, run_child, timed  # noqa: E402
 from losses.fused_vocab import fused_vocab_loss_sums  # noqa: E402
 from losses.token_kd import chunked_cross_entropy_sum, chunked_divergence_sum, token_divergence  # noqa: E402
 
@@ -88,46 +86,21 @@ def loss_step(method: str, x: dict, args) -> float:
     return loss.item()
 
 
-def current_rss_bytes() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
 def measure_peak(args) -> None:
     """Child process: print the peak bytes one step adds on top of its inputs."""
     x = make_inputs(args)
-    if args.device == "cuda":
-        torch.cuda.synchronize()
-        base = torch.cuda.memory_allocated()
-        torch.cuda.reset_peak_memory_stats()
-        loss_step(args.measure, x, args)
-        torch.cuda.synchronize()
-        print(json.dumps({"peak_bytes": torch.cuda.max_memory_allocated() - base}))
-        return
-    base = current_rss_bytes()
-    loss_step(args.measure, x, args)
-    print(json.dumps({"peak_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base}))
+    print(json.dumps({"peak_bytes": peak_bytes_of(lambda: loss_step(args.measure, x, args), args.device)}))
 
 
 def peak_in_subprocess(args, method: str) -> int:
-    cmd = [sys.executable, __file__, "--measure", method, "--loss", args.loss, "--batch", str(args.batch),
-           "--length", str(args.length), "--vocab", str(args.vocab), "--hidden", str(args.hidden),
-           "--teacher_hidden", str(args.teacher_hidden), "--chunk_size", str(args.chunk_size),
-           "--threads", str(args.threads), "--device", args.device]
-    # every block over 64 KiB mmapped, so that RSS follows live memory (see lm_kd_memory.py)
-    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
-    return json.loads(out.strip().splitlines()[-1])["peak_bytes"]
+    return run_child(__file__, ["--measure", method, "--loss", args.loss, "--batch", str(args.batch),
+                                "--length", str(args.length), "--vocab", str(args.vocab), "--hidden", str(args.hidden),
+                                "--teacher_hidden", str(args.teacher_hidden), "--chunk_size", str(args.chunk_size),
+                                "--threads", str(args.threads), "--device", args.device])["peak_bytes"]
 
 
-def timed(method: str, x: dict, args) -> float:
-    if args.device == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    loss_step(method, x, args)
-    if args.device == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - start
+def timed_step(method: str, x: dict, args) -> float:
+    return timed(lambda: loss_step(method, x, args), args.device)
 
 
 def main() -> None:
@@ -161,10 +134,10 @@ def main() -> None:
     times = {m: [] for m in METHODS}
     for _ in range(args.warmup if args.repeats else 0):
         for m in METHODS:
-            timed(m, x, args)
+            timed_step(m, x, args)
     for _ in range(args.repeats):  # alternate, so all see the same machine load
         for m in METHODS:
-            times[m].append(timed(m, x, args))
+            times[m].append(timed_step(m, x, args))
     t = {m: statistics.median(v) if v else math.nan for m, v in times.items()}
     print(f"{'':<8} {'peak MiB':>9} {'time s':>8}")
     for m in METHODS:

@@ -20,16 +20,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
-import subprocess
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import torch  # noqa: E402
 
+from benchmarks.measure import peak_bytes_of, run_child, timed  # noqa: E402
 from losses.token_kd import chunked_divergence_sum, token_divergence  # noqa: E402
 
 
@@ -56,47 +54,21 @@ def loss_step(method: str, name: str, student, teacher, chunk_size: int) -> floa
     return loss.item()
 
 
-def current_rss_bytes() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
 def measure_peak(args) -> None:
     """Child process: print the peak bytes one loss step adds on top of its inputs."""
     student, teacher = make_inputs(args)
-    if args.device == "cuda":
-        torch.cuda.synchronize()
-        base = torch.cuda.memory_allocated()
-        torch.cuda.reset_peak_memory_stats()
-        loss_step(args.measure, args.loss, student, teacher, args.chunk_size)
-        torch.cuda.synchronize()
-        print(json.dumps({"peak_bytes": torch.cuda.max_memory_allocated() - base}))
-        return
-    base = current_rss_bytes()
-    loss_step(args.measure, args.loss, student, teacher, args.chunk_size)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    print(json.dumps({"peak_bytes": peak - base}))
+    step = lambda: loss_step(args.measure, args.loss, student, teacher, args.chunk_size)  # noqa: E731
+    print(json.dumps({"peak_bytes": peak_bytes_of(step, args.device)}))
 
 
 def peak_in_subprocess(args, method: str, name: str) -> int:
-    cmd = [sys.executable, __file__, "--measure", method, "--loss", name, "--batch", str(args.batch), "--length",
-           str(args.length), "--vocab", str(args.vocab), "--chunk_size", str(args.chunk_size), "--threads",
-           str(args.threads), "--device", args.device]
-    # glibc keeps freed blocks below its (self-raising) mmap threshold in the heap, so RSS would count
-    # memory the loss already released; with every block over 64 KiB mmapped, RSS follows live memory.
-    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
-    return json.loads(out.strip().splitlines()[-1])["peak_bytes"]
+    return run_child(__file__, ["--measure", method, "--loss", name, "--batch", str(args.batch), "--length",
+                                str(args.length), "--vocab", str(args.vocab), "--chunk_size", str(args.chunk_size),
+                                "--threads", str(args.threads), "--device", args.device])["peak_bytes"]
 
 
-def timed(method, name, student, teacher, args) -> float:
-    if args.device == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    loss_step(method, name, student, teacher, args.chunk_size)
-    if args.device == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - start
+def timed_step(method, name, student, teacher, args) -> float:
+    return timed(lambda: loss_step(method, name, student, teacher, args.chunk_size), args.device)
 
 
 def main() -> None:
@@ -132,11 +104,11 @@ def main() -> None:
     for name in names:
         peaks = all_peaks[name]
         for m in ("naive", "chunked"):  # warm-up (allocator, kernels)
-            timed(m, name, student, teacher, args)
+            timed_step(m, name, student, teacher, args)
         times = {"naive": [], "chunked": []}
         for _ in range(args.repeats):  # alternate, so both see the same machine load
             for m in ("naive", "chunked"):
-                times[m].append(timed(m, name, student, teacher, args))
+                times[m].append(timed_step(m, name, student, teacher, args))
         t = {m: statistics.median(v) for m, v in times.items()}
         mem_ratio, time_ratio = peaks["chunked"] / peaks["naive"], t["chunked"] / t["naive"]
         rows.append({"loss": name, "naive_peak_mib": peaks["naive"] / mib, "chunked_peak_mib": peaks["chunked"] / mib,

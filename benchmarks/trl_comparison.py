@@ -23,7 +23,6 @@ import json
 import os
 import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,6 +30,8 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 VOCAB = 50257
+
+from benchmarks.measure import rss_bytes, run_child  # noqa: E402
 
 
 def gpt2(layers: int, seed: int, length: int):
@@ -105,18 +106,13 @@ def trl_step_fn(args):
     return step
 
 
-def rss_bytes() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
 def measure(args) -> None:
     """Child process: build one method, run warm-up + timed steps, print CPU time per step and peak."""
     import torch
 
     torch.set_num_threads(args.threads)
     step = ours_step_fn(args) if args.measure == "ours" else trl_step_fn(args)
-    base = rss_bytes()
+    base = rss_bytes()  # (models, optimizer state and batch built)
     step()  # warm-up (allocator, AdamW state)
     cpu, wall = [], []
     for _ in range(args.steps):
@@ -129,12 +125,9 @@ def measure(args) -> None:
                       "peak_mib": (peak - base) / 2**20}))
 
 
-def run_child(args, method: str) -> dict:
-    cmd = [sys.executable, __file__, "--measure", method, "--steps", str(args.steps), "--threads", str(args.threads),
-           "--batch", str(args.batch), "--length", str(args.length)]
-    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536", "HF_HUB_OFFLINE": "1"}
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
-    return json.loads(out.strip().splitlines()[-1])
+def child(args, method: str) -> dict:
+    return run_child(__file__, ["--measure", method, "--steps", str(args.steps), "--threads", str(args.threads),
+                                "--batch", str(args.batch), "--length", str(args.length)])
 
 
 def main(argv=None) -> None:
@@ -159,7 +152,7 @@ def main(argv=None) -> None:
     runs = {m: [] for m in methods}
     for _ in range(args.repeats):
         for m in methods:
-            runs[m].append(run_child(args, m))
+            runs[m].append(child(args, m))
     med = {m: {k: statistics.median(r[k] for r in rs) for k in ("cpu_s", "wall_s", "peak_mib")}
            for m, rs in runs.items()}
     print(f"batch {args.batch}×{args.length}, vocab {VOCAB}, {args.threads} thread(s), median of {args.repeats} "

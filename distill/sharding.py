@@ -131,7 +131,8 @@ class Sharding:
         """The student and a frozen teacher sharded in place, then the student's AdamW over the shards
         (accelerate must not wrap the sharded student in DDP: FSDP reduces the gradients itself)."""
         from distill.optim import make_adamw
-        if type(self.transform).__name__ != "IdentityTransform":  # (OPDF is refused with its flags)
+        from distill.plugins import IdentityTransform
+        if not isinstance(self.transform, IdentityTransform):  # (OPDF is refused with its flags)
             raise UsageError("--fsdp with a student that trains in another form than it is saved (OPDF, a feature "
                              "projection between different hidden sizes) is not supported; drop --fsdp")
         if teacher.learns:  # (refused with the method's flags; a safety net for other callers)
