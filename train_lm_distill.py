@@ -185,6 +185,8 @@ def run(argv: list[str] | None = None) -> dict:
         if fused_output_layer_applies(loss_args, train_args, mlm, student, teacher):
             objective.fuse_output_layers(student.get_output_embeddings(),
                                          teacher.get_output_embeddings() if teacher is not None else None)
+            logger.info("fused output layers: the LM loss projects final hidden states chunk by chunk, so no "
+                        "(batch, length, vocab) logits exist (--no_fused_output_layer: the models' logits)")
     evaluator = None
     if metric == "rougeL" and train_args.do_eval:  # (training alone needs no held-out prompts)
         evaluator = rouge_evaluator(mini, data_args, generation, tokenizer, sampling,

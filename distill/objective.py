@@ -75,6 +75,13 @@ class Objective:
     #: extra arguments of the student's and the teacher's forward during training (e.g. hidden states)
     forward_kwargs: dict = {}
 
+    @property
+    def teacher_forward_kwargs(self) -> dict:
+        """Extra arguments of the teacher's forward (live, or building the teacher-output cache): the
+        student's, unless the objective reads other outputs of the teacher (lm/objective.py: the teacher's
+        top-k cache feeds the fused loss, where the student's forward returns hidden states)."""
+        return self.forward_kwargs
+
     def counts(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         """How many items each term averages over in this micro-batch (known before the forward)."""
         raise NotImplementedError

@@ -66,7 +66,7 @@ class TeacherSetup:
     total_steps: int
     train_dataset: Any  # the fixed training set (TokenizedDataset); None when batches are made while training
     collator: Callable[[list[dict]], Batch]
-    forward_kwargs: dict  # the objective's extra forward arguments (e.g. output_hidden_states)
+    forward_kwargs: dict  # the objective's extra arguments of the teacher's forward (e.g. output_hidden_states)
     to_device: Callable[[Batch], Batch]
 
 
@@ -87,7 +87,8 @@ class Objective(Protocol):
     """Named loss terms of one micro-batch (base class and why: distill/objective.py)."""
 
     weights: dict[str, float]  # term -> weight in the total loss
-    forward_kwargs: dict  # extra arguments of the student's and the teacher's training forward
+    forward_kwargs: dict  # extra arguments of the student's training forward
+    teacher_forward_kwargs: dict  # the teacher's (and the cache's): forward_kwargs, unless the objective says
 
     def counts(self, batch: Batch) -> dict[str, float]:
         """Per step, for every micro-batch before any forward: the items each term averages over."""

@@ -11,9 +11,10 @@ What changes under --fsdp, and where:
 
 - `Sharding.shard_student` / `shard_teacher` (from the trainer's `create_optimizer`): one FSDP unit per
   transformer block (the classes the model names in `_no_split_modules`, or
-  `--fsdp_transformer_layer_cls_to_wrap`), then the root (embeddings, head, tied weights). The student
-  reshards after its forward under full_shard (ZeRO-3) and keeps its gathered weights until the backward
-  under shard_grad_op (ZeRO-2); the teacher always reshards (it has no backward). With --bf16 the weights
+  `--fsdp_transformer_layer_cls_to_wrap`), then the root (embeddings, head, tied weights). The student's
+  blocks reshard after their forward under full_shard (ZeRO-3) and keep their gathered weights until the
+  backward under shard_grad_op (ZeRO-2); its root keeps them in both (FSDP's default for a root: the
+  backward starts there). The teacher always reshards (it has no backward). With --bf16 the weights
   are gathered in bf16, gradients are reduced in float32 and the model's outputs come back in float32, so
   every loss is computed in float32. --fsdp_offload keeps the shards (and AdamW's moments) in CPU memory.
 - The saved model (checkpoints, the final dir, the save hook) is a plain copy: `export` gathers the full
@@ -183,12 +184,16 @@ class Sharding:
         offload = CPUOffloadPolicy(pin_memory=torch.cuda.is_available()) if self.args.fsdp_offload else OffloadPolicy()
         return {"mp_policy": mp, "offload_policy": offload}
 
-    def _shard(self, model: nn.Module, reshard_after_forward: bool, what: str) -> None:
+    def _shard(self, model: nn.Module, reshard_after_forward: bool, what: str, root_stays_gathered: bool) -> None:
         from torch.distributed.fsdp import fully_shard
         blocks = transformer_blocks(model, self.args.fsdp_transformer_layer_cls_to_wrap)
         for block in blocks:
             fully_shard(block, reshard_after_forward=reshard_after_forward, **self._policies(root=False))
-        fully_shard(model, reshard_after_forward=reshard_after_forward, **self._policies(root=True))
+        # The student's root unit (embeddings, final norm, output layer) stays gathered from its forward to its
+        # backward, FSDP's own default for a root, which the backward would gather again at once anyway: the
+        # fused LM loss (losses/fused_vocab.py) reads the output layer's full weight between the two.
+        fully_shard(model, reshard_after_forward=reshard_after_forward and not root_stays_gathered,
+                    **self._policies(root=True))
         logger.info("FSDP (%s): %s sharded over %d processes in %d block units + the root", self.args.fsdp, what,
                     self.accelerator.num_processes, len(blocks))
 
@@ -196,11 +201,12 @@ class Sharding:
         """In place, before its optimizer is made (the optimizer must hold the shards)."""
         if self.accelerator.is_main_process:
             self.plain = copy.deepcopy(model).to("cpu")
-        self._shard(model, reshard_after_forward=self.args.fsdp == "full_shard", what="the student")
+        self._shard(model, reshard_after_forward=self.args.fsdp == "full_shard", what="the student",
+                    root_stays_gathered=True)
 
     def shard_teacher(self, model: nn.Module) -> None:
         """In place; a frozen teacher only runs forwards, so its gathered weights are freed after each."""
-        self._shard(model, reshard_after_forward=True, what="the teacher")
+        self._shard(model, reshard_after_forward=True, what="the teacher", root_stays_gathered=False)
 
     def export(self, model: nn.Module) -> nn.Module | None:
         """The plain student with `model`'s current weights, on the main process (None elsewhere). Every

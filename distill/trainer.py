@@ -108,7 +108,7 @@ class DistillationTrainer:
         self.scheduler = make_scheduler(self.optimizer, self.args, total_steps)
         dataset = self.batch_source.dataset if self.batch_source is not None else None
         self.teacher.prepare(plugins.TeacherSetup(self.args, total_steps, dataset, self.collator,
-                                                   dict(self.objective.forward_kwargs), self._to_device))
+                                                   dict(self.objective.teacher_forward_kwargs), self._to_device))
 
     # ------------------------------------------------------------------ training
     def train(self, start: RunStart | None = None) -> dict:
@@ -209,7 +209,7 @@ class DistillationTrainer:
         step. Returns the step's logs."""
         ctx = self.step_context(micro_batches)
         logs = self.teacher.before_optimizer_step(ctx)
-        kwargs = self.objective.forward_kwargs
+        kwargs = self.objective.teacher_forward_kwargs
         sums = self.accumulate_student_gradients(list(ctx.micro_batches), ctx.student_counts,
                                                  lambda i, batch: self.teacher.outputs(batch, **kwargs))
         logs.update(weighted_term_logs(self.term_weights, sums, ctx.student_counts))

@@ -49,10 +49,10 @@ def lm_class(mlm: bool):
 def fused_output_layer_applies(loss_args, train_args, mlm: bool, student, teacher) -> bool:
     """Whether the LM loss projects final hidden states itself (lm/objective.fuse_output_layers): asked for,
     a causal LM, both models' forwards take `logits_to_keep` and have an output layer, no teacher-output
-    cache (it stores the teacher's logits, which a forward with `logits_to_keep` no longer returns), and no
-    --fsdp (the root unit's output weight is resharded after the forward, before the loss reads it; not yet
-    gathered for the loss)."""
-    if not loss_args.fused_output_layer or mlm or train_args.cache_teacher_outputs or train_args.fsdp:
+    cache (it stores the teacher's logits, which a forward with `logits_to_keep` no longer returns). Under
+    --fsdp too: the student's root unit stays gathered until its backward, and the teacher's output weight is
+    gathered for the loss (lm/objective.py)."""
+    if not loss_args.fused_output_layer or mlm or train_args.cache_teacher_outputs:
         return False
     models = [m for m in (student, teacher) if m is not None]
     return all("logits_to_keep" in inspect.signature(m.forward).parameters

@@ -127,7 +127,11 @@ class LMDistillationObjective(Objective):
         teacher = {}
         if teacher_outputs is not None:
             teacher = dict(teacher_hidden=teacher_outputs.hidden_states[-1].flatten(0, 1).index_select(0, positions),
-                           teacher_weight=teacher_layer.weight, teacher_bias=teacher_layer.bias)  # (n, H_t), ...
+                           teacher_weight=_gathered(teacher_layer.weight),
+                           teacher_bias=_gathered(teacher_layer.bias))  # (n, H_t), (V_t, H_t), (V_t,) or None
+        if _is_shard(student_layer.weight):
+            raise RuntimeError("the student's output layer is sharded at loss time; its FSDP root unit must keep "
+                               "its weights gathered until the backward (distill/sharding.py)")
         sums = fused_vocab_loss_sums(h_s, student_layer.weight, student_layer.bias, **teacher,
                                      targets=targets.flatten().index_select(0, positions), terms=tuple(terms),
                                      vocab_size=self.vocab_size, chunk_size=self.chunk_size,
@@ -157,6 +161,18 @@ class LMDistillationObjective(Objective):
     def eval_loss(self, predictions: np.ndarray, dataset) -> float:
         """Mean negative log-likelihood per scored token (not per sequence)."""
         return float(predictions[:, 0].astype(np.float64).sum() / max(predictions[:, 1].sum(), 1.0))
+
+
+def _is_shard(tensor: torch.Tensor | None) -> bool:
+    from torch.distributed.tensor import DTensor
+    return isinstance(tensor, DTensor)
+
+
+def _gathered(tensor: torch.Tensor | None) -> torch.Tensor | None:
+    """A frozen teacher's parameter in full: under --fsdp its root unit is resharded after each forward, so its
+    output layer's weight is a shard when the loss reads it (all-gathered here, a collective every process
+    makes at the same point of the step; a constant, so no gradient is lost)."""
+    return tensor.full_tensor() if _is_shard(tensor) else tensor
 
 
 def _cosine_distance_sum(h_s: torch.Tensor, h_t: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:

@@ -114,7 +114,8 @@ def test_the_final_model_is_a_plain_hugging_face_dir(glue_runs):
 def test_lm_distillation_sharded_over_two_processes_ends_where_one_process_ends(models, launch, tmp_path, method):
     argv = lm_flags(models, "--kd_loss", method, "--kd_ratio", "0.5")
     one_process(launch, argv, tmp_path / "one")
-    two_processes(launch, [*argv, *FSDP], tmp_path / "fsdp")
+    log = two_processes(launch, [*argv, *FSDP], tmp_path / "fsdp")
+    assert "fused output layers" in log  # the default: the loss reads the sharded models' output layers
     assert_same_result(str(tmp_path / "one"), str(tmp_path / "fsdp"), ["eval_results.json"])
 
 
@@ -206,3 +207,20 @@ def test_bf16_shard_grad_op_and_offload_train_in_float32_losses(toy, models, lau
     losses = [[e["loss/total"] for e in log if "loss/total" in e] for log in logs]
     assert len(losses[1]) == 3 and losses[1] == pytest.approx(losses[0], rel=0.05)
     assert {v.dtype for v in load_file(str(tmp_path / "bf16" / "model.safetensors")).values()} == {torch.float32}
+
+
+def test_fused_output_layers_under_bf16_shard_grad_op_and_offload(models, launch, tmp_path):
+    """The fused LM loss reads the sharded models' output layers (the student's root unit gathered until its
+    backward, the teacher's weight gathered for the loss) under the other sharding choices too, in bf16.
+    Against the same run scoring the models' own logits: those are bf16 products (the output layer inside
+    the bf16 forward) where the fused loss projects the float32 hidden states in float32, so the logged
+    losses agree to bf16's rounding (2⁻⁸ relative per logit), not to float32's."""
+    argv = [*lm_flags(models, "--kd_loss", "jsd", "--temperature", "2", "--kd_ratio", "0.5"),
+            "--fsdp", "shard_grad_op", "--fsdp_offload", "--bf16"]
+    log = two_processes(launch, argv, tmp_path / "fused")
+    assert "fused output layers" in log
+    assert "fused output layers" not in two_processes(launch, [*argv, "--no_fused_output_layer"], tmp_path / "logits")
+    logs = [json.load(open(tmp_path / d / "trainer_state.json"))["log_history"] for d in ("fused", "logits")]
+    for key in ("loss/total", "loss/kd", "loss/clm"):
+        values = [[e[key] for e in log if key in e] for log in logs]
+        assert len(values[0]) == 3 and values[0] == pytest.approx(values[1], rel=1e-2), key
