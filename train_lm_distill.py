@@ -57,6 +57,7 @@ from lm.models import (
     load_teacher,
 )
 from lm.objective import LMDistillationObjective, perplexity_metrics
+from lm.output_layer import fused_output_layer
 from lm.pipeline import PIPELINE_SPELLING, dump_files, is_pipeline_command
 from sequence_kd.args import GenerationArguments, MiniLLMArguments
 from sequence_kd.build import (
@@ -82,6 +83,10 @@ CHAIN = ChainSpec(
     first_teacher_fields=("teacher_type", "teacher_pretrained"),
     refused=(("seqkd_file", "every stage's teacher writes its own responses; drop it (they are cached per teacher "
                             "in --data_cache_dir)"),))
+
+
+FUSED_NOTE = ("fused output layers: the LM loss projects %s chunk by chunk, so no (batch, length, vocab) logits "
+              "exist (--no_fused_output_layer: the models' logits)")
 
 
 def run(argv: list[str] | None = None) -> dict:
@@ -164,6 +169,9 @@ def run(argv: list[str] | None = None) -> dict:
         source, objective = minillm_training(mini, data_args, train_args, tokenizer, teacher_strategy.model, sampling,
                                              accelerator, loss_args.kd_chunk_size, loss_args.kd_ratio)
         logger.info("MiniLLM: %d prompts, loss weights %s", len(source.prompts), objective.weights)
+        if fused_output_layer_applies(loss_args, train_args, False, student, teacher):
+            objective.fuse_output_layers(fused_output_layer(student, False), fused_output_layer(teacher, False))
+            logger.info(FUSED_NOTE, "final hidden states")
     else:
         docs = None  # (evaluating Rouge-L alone needs the prompts only)
         if method == "seqkd":
@@ -182,11 +190,15 @@ def run(argv: list[str] | None = None) -> dict:
             temperature=loss_args.resolved_temperature(), jsd_beta=loss_args.jsd_beta,
             skew_lambda=loss_args.skew_lambda, restrict_ce_to_mask=loss_args.restrict_ce_to_mask,
             chunk_size=loss_args.kd_chunk_size)
-        if fused_output_layer_applies(loss_args, train_args, mlm, student, teacher):
-            objective.fuse_output_layers(student.get_output_embeddings(),
-                                         teacher.get_output_embeddings() if teacher is not None else None)
-            logger.info("fused output layers: the LM loss projects final hidden states chunk by chunk, so no "
-                        "(batch, length, vocab) logits exist (--no_fused_output_layer: the models' logits)")
+        kd_teacher = teacher if token_kd else None  # (SeqKD's teacher only writes the data)
+        if fused_output_layer_applies(loss_args, train_args, mlm, student, kd_teacher):
+            # a top-k teacher cache feeds the loss its stored rows: the teacher's output layer is not read
+            topk = kd_teacher is not None and train_args.cache_teacher_outputs
+            live = kd_teacher if not topk else None
+            objective.fuse_output_layers(fused_output_layer(student, mlm),
+                                         fused_output_layer(live, mlm) if live is not None else None,
+                                         teacher_topk=topk)
+            logger.info(FUSED_NOTE, "the output layers' inputs" if mlm else "final hidden states")
     evaluator = None
     if metric == "rougeL" and train_args.do_eval:  # (training alone needs no held-out prompts)
         evaluator = rouge_evaluator(mini, data_args, generation, tokenizer, sampling,

@@ -18,8 +18,10 @@ What changes under --fsdp, and where:
   are gathered in bf16, gradients are reduced in float32 and the model's outputs come back in float32, so
   every loss is computed in float32. --fsdp_offload keeps the shards (and AdamW's moments) in CPU memory.
 - The saved model (checkpoints, the final dir, the save hook) is a plain copy: `export` gathers the full
-  weights onto the main process's CPU and loads them into a plain model kept there since before sharding,
-  so every model dir is a standard Hugging Face dir. It is a collective: every process calls it.
+  weights onto the main process's CPU and loads them into a fresh plain model, made for that save from a
+  weightless skeleton of the student (on the meta device, with its buffers) kept since before sharding, so
+  every model dir is a standard Hugging Face dir and no whole copy of the student stays in memory while it
+  trains. It is a collective: every process calls it.
 - Evaluation runs the sharded model on every process (each forward is a collective), so every process
   makes the same number of forwards (distill/evaluation.py, sequence_kd/sampling.py).
 - Checkpoints keep the model and optimizer as torch.distributed.checkpoint (DCP) shards, one file per
@@ -91,6 +93,20 @@ def is_sharded(model: nn.Module | None) -> bool:
     return isinstance(model, FSDPModule)
 
 
+def is_shard(tensor: torch.Tensor | None) -> bool:
+    """Whether `tensor` is an FSDP2 shard (a DTensor) rather than a whole tensor."""
+    from torch.distributed.tensor import DTensor
+    return isinstance(tensor, DTensor)
+
+
+def gathered(tensor: torch.Tensor | None) -> torch.Tensor | None:
+    """A frozen teacher's parameter in full: under --fsdp the teacher's root unit is resharded after each
+    forward, so its output layer's weight is a shard when a fused LM loss reads it; all-gathered here (a
+    collective every process makes at the same point of the step). Only for constants: the gathered copy
+    carries no gradient back to the shard. Anything else is returned as it is."""
+    return tensor.full_tensor() if is_shard(tensor) else tensor
+
+
 def all_processes(flag: bool, models) -> bool:
     """`flag` and the same flag of every other process when one of `models` is sharded (their forwards
     are collectives, so processes must decide together when to stop calling them); else `flag`."""
@@ -126,7 +142,7 @@ class Sharding:
 
     def __init__(self, args, accelerator, transform):
         self.args, self.accelerator, self.transform = args, accelerator, transform
-        self.plain: nn.Module | None = None  # main process: the unsharded student, on the CPU
+        self.skeleton: PlainSkeleton | None = None  # main process: what makes a plain (unsharded) student
 
     def prepare(self, student: nn.Module, teacher) -> tuple[nn.Module, object]:
         """The student and a frozen teacher sharded in place, then the student's AdamW over the shards
@@ -166,12 +182,14 @@ class Sharding:
 
     def load_plain_state(self, student: nn.Module, state: dict | None = None) -> None:
         """The sharded student takes a plain state (the best step's; read by the main process, which passes
-        it; None elsewhere): loaded into the plain copy, then sent to every process's shards. Every process
+        it; None elsewhere): loaded into a plain copy, then sent to every process's shards. Every process
         must call it."""
         from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
-        if self.plain is not None and state is not None:
-            self.transform.load_dense_state(self.plain, state)
-        full = self.plain.state_dict() if self.plain is not None else {}
+        full = {}
+        if self.skeleton is not None:
+            plain = self.skeleton.build()
+            self.transform.load_dense_state(plain, state)  # (the main process always passes one)
+            full = plain.state_dict()
         set_model_state_dict(student, full, options=StateDictOptions(full_state_dict=True, broadcast_from_rank0=True))
 
     def _policies(self, root: bool) -> dict:
@@ -200,7 +218,7 @@ class Sharding:
     def shard_student(self, model: nn.Module) -> None:
         """In place, before its optimizer is made (the optimizer must hold the shards)."""
         if self.accelerator.is_main_process:
-            self.plain = copy.deepcopy(model).to("cpu")
+            self.skeleton = PlainSkeleton(model)
         self._shard(model, reshard_after_forward=self.args.fsdp == "full_shard", what="the student",
                     root_stays_gathered=True)
 
@@ -213,10 +231,11 @@ class Sharding:
         process must call it: the full weights are gathered from all of them."""
         from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
         full = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
-        if self.plain is None:
+        if self.skeleton is None:
             return None
-        self.plain.load_state_dict(full)
-        return self.plain
+        plain = self.skeleton.build()
+        plain.load_state_dict(full)
+        return plain
 
     def clip_grad_norm(self, model: nn.Module, max_norm: float) -> float:
         """The global gradient norm over every shard, and the gradients clipped to `max_norm`."""
@@ -247,6 +266,25 @@ class Sharding:
         state = {"model": model_state, "optimizer": optim_state}
         dcp.load(state, checkpoint_id=directory)
         set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optimizer"])
+
+
+class PlainSkeleton:
+    """The student's structure without its weights: a copy on the meta device (no memory) and its buffers (small),
+    from which `build` makes a plain student on the CPU whenever one is saved. The caller loads the weights
+    into it and drops it after the save, so the main process holds a whole copy only while saving."""
+
+    def __init__(self, model: nn.Module):
+        self.buffers = {name: b.detach().to("cpu", copy=True) for name, b in model.named_buffers()}
+        self.meta = copy.deepcopy(model).to("meta")
+
+    def build(self) -> nn.Module:
+        """A plain student with uninitialised parameters (load a full state dict into it) and the buffers."""
+        plain = copy.deepcopy(self.meta).to_empty(device="cpu")
+        for name, value in self.buffers.items():  # (non-persistent ones are in no state dict)
+            plain.get_buffer(name).copy_(value)
+        if hasattr(plain, "tie_weights"):  # to_empty gives tied parameters separate storage: tie them again
+            plain.tie_weights()
+        return plain
 
 
 def has_shards(checkpoint: str) -> bool:

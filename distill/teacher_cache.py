@@ -17,6 +17,8 @@ What is stored, per example:
   the rest: the remaining mass r = 1 − Σ_top-k p^τ spreads uniformly over the other V − k tokens, so the
   reconstruction p̂ is a distribution whose top k equal the teacher's exactly. The loss receives
   τ·log p̂ as the teacher's logits, so softmax(·/τ) inside the loss gives back p̂. k = V is exact.
+  The chunked losses read those dense (B, T, V) logits (built per micro-batch, when read); the fused LM
+  loss reads the stored ids and log-probabilities and builds each chunk's rows by the same rule.
 """
 from __future__ import annotations
 
@@ -34,6 +36,7 @@ from distill import io_utils
 from distill.batching import TokenizedDataset, eval_batches
 from distill.errors import UsageError
 from distill.teacher import FrozenTeacher
+from losses.fused_vocab import topk_teacher_logits
 
 logger = logging.getLogger(__name__)
 FORMAT_VERSION = 1
@@ -45,8 +48,28 @@ def is_per_token(name: str, value: torch.Tensor) -> bool:
     return name in SPAN_OUTPUTS or value.dim() >= 3
 
 
+TOPK_IDS, TOPK_LOGPROBS = "logits.topk_ids", "logits.topk_logprobs"  # a top-k cache's LM logits
+
+
 class CachedOutputs(dict):
-    """The teacher's outputs rebuilt from the cache; read like a model output (`out.logits`)."""
+    """The teacher's outputs rebuilt from the cache; read like a model output (`out.logits`).
+
+    A top-k cache's rows stay as stored: (B, T, k) ids and log-probabilities at τ, `logits_topk`, which the
+    fused LM loss reads as they are (lm/objective.py). The dense (B, T, V) `logits` they stand for are only
+    built when something reads them (the chunked losses), then kept."""
+
+    densify = None  # (log-probs, ids) -> (B, T, V) logits: set by the CachedTeacher of a top-k cache
+
+    @property
+    def logits_topk(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(ids (B, T, k), log-probabilities at τ (B, T, k)) of a top-k cache; None otherwise."""
+        return (self[TOPK_IDS], self[TOPK_LOGPROBS]) if TOPK_IDS in self else None
+
+    def __missing__(self, key):
+        if key == "logits" and TOPK_IDS in self:
+            self[key] = self.densify(self[TOPK_LOGPROBS], self[TOPK_IDS])  # (B, T, V)
+            return self[key]
+        raise KeyError(key)
 
     def __getattr__(self, name):
         try:
@@ -156,7 +179,7 @@ class CachedTeacher(FrozenTeacher):
             elif name == "logits" and self.top_k is not None:
                 logp = torch.log_softmax(value[..., :self.vocab_size].float() / self.temperature, dim=-1)
                 top = logp.topk(self.top_k, dim=-1)  # (B, T, k) each
-                stored["logits.topk_logprobs"], stored["logits.topk_ids"] = top.values, top.indices.int()
+                stored[TOPK_LOGPROBS], stored[TOPK_IDS] = top.values, top.indices.int()
             elif name != "loss":
                 stored[name] = value
         return stored
@@ -212,8 +235,8 @@ class CachedTeacher(FrozenTeacher):
                 out[name] = self._padded_rows(table, ids, width).to(device, non_blocking=True)  # (B, T, ...)
             else:
                 out[name] = table[ids].to(device, non_blocking=True)  # (B, ...)
-        if "logits.topk_ids" in out:
-            out["logits"] = self._dense_logits(out.pop("logits.topk_logprobs"), out.pop("logits.topk_ids"))
+        if TOPK_IDS in out:  # (dense logits only when read: `CachedOutputs`)
+            out.densify = self._dense_logits
         if "hidden_states" in out:
             out["hidden_states"] = (out["hidden_states"],)
         return out
@@ -226,13 +249,9 @@ class CachedTeacher(FrozenTeacher):
         return rows
 
     def _dense_logits(self, top_logp: torch.Tensor, top_ids: torch.Tensor) -> torch.Tensor:
-        """(B, T, V) logits z = τ·log p̂, with p̂ = the top k kept and the rest of the mass spread evenly."""
-        k, vocab = top_logp.shape[-1], self.vocab_size
-        rest = (1.0 - top_logp.exp().sum(-1, keepdim=True)).clamp(min=torch.finfo(torch.float32).tiny)  # (B, T, 1)
-        tail = torch.log(rest / max(vocab - k, 1)) if vocab > k else torch.full_like(rest, -float("inf"))
-        dense = tail.expand(*top_logp.shape[:-1], vocab).clone()  # (B, T, V)
-        dense.scatter_(-1, top_ids.long(), top_logp)
-        return dense * self.temperature
+        """(B, T, V) logits z = τ·log p̂, with p̂ = the top k kept and the rest of the mass spread evenly (the
+        fused loss builds its chunks' rows with the same function)."""
+        return topk_teacher_logits(top_logp, top_ids, self.vocab_size, self.temperature)
 
 
 def make_frozen_teacher(model, accelerator, args, *, temperature: float = 1.0,

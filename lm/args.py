@@ -163,10 +163,11 @@ class LMLossArguments:
     kd_chunk_size: int = field(default=64, metadata={"range": ">= 1", "help": "Positions per chunk of the token-level "
                                                               "divergence (bounds its memory)."})
     fused_output_layer: bool = field(default=True, metadata={
-        "help": "Causal LM with a live teacher (or none), without --fsdp: the training forwards return final "
-                "hidden states and the loss projects them to the vocabulary chunk by chunk, so neither model's full "
-                "logits nor their gradient exist (docs/lm_distillation.md). --no_fused_output_layer scores the "
-                "models' own logits."})
+        "help": "The training forwards return what the output layers read (a causal LM's final hidden states, a "
+                "masked LM's output-layer input) and the loss projects it to the vocabulary chunk by chunk, so "
+                "neither model's full logits nor their gradient exist; with a live teacher, none, or a "
+                "--teacher_cache_top_k cache (docs/lm_distillation.md). --no_fused_output_layer scores the models' "
+                "own logits."})
     restrict_ce_to_mask: bool = field(default=False, metadata={"help": "MLM: the KD (--alpha_ce) and logit MSE "
                                                                        "(--alpha_mse) terms use the masked positions "
                                                                        "only; the cosine term (--alpha_cos) still "

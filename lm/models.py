@@ -38,6 +38,7 @@ from distill.modeling import (
 )
 from distill.run_dir import inside
 from distill.text_files import json_type, parse_json, read_text
+from lm.output_layer import EmittingLinear, logits_come_from_output_layer
 
 logger = logging.getLogger(__name__)
 
@@ -47,16 +48,32 @@ def lm_class(mlm: bool):
 
 
 def fused_output_layer_applies(loss_args, train_args, mlm: bool, student, teacher) -> bool:
-    """Whether the LM loss projects final hidden states itself (lm/objective.fuse_output_layers): asked for,
-    a causal LM, both models' forwards take `logits_to_keep` and have an output layer, no teacher-output
-    cache (it stores the teacher's logits, which a forward with `logits_to_keep` no longer returns). Under
-    --fsdp too: the student's root unit stays gathered until its backward, and the teacher's output weight is
-    gathered for the loss (lm/objective.py)."""
-    if not loss_args.fused_output_layer or mlm or train_args.cache_teacher_outputs:
+    """Whether the LM loss projects what the output layers read itself (lm/objective.fuse_output_layers, the
+    models' side in lm/output_layer.py): asked for (--fused_output_layer, the default), and every model whose
+    output layer the loss uses has an nn.Linear output layer whose output the model's logits are, untouched
+    (`logits_come_from_output_layer`; a masked LM's a plain nn.Linear, which is made to emit its input; a
+    causal LM's forward must take `logits_to_keep`).
+
+    `teacher`: the teacher whose outputs the loss reads (None: none). A teacher-output cache
+    (--cache_teacher_outputs) with --teacher_cache_top_k feeds the loss its stored top-k ids and
+    log-probabilities (the teacher's output layer is not used); a full-logit cache stores (B, T, V) logits,
+    which only the chunked path reads: not fused. (No cache with --mlm: refused before.) Under --fsdp too: the
+    student's root unit stays gathered until its backward, and the teacher's output weight is gathered for the
+    loss (lm/objective.py)."""
+    if not loss_args.fused_output_layer:
         return False
+    if train_args.cache_teacher_outputs:
+        if train_args.teacher_cache_top_k is None:
+            return False
+        teacher = None  # the cache stands in for the teacher's output layer
     models = [m for m in (student, teacher) if m is not None]
-    return all("logits_to_keep" in inspect.signature(m.forward).parameters
-               and isinstance(m.get_output_embeddings(), nn.Linear) for m in models)
+    for model in models:
+        layer = model.get_output_embeddings()
+        if not isinstance(layer, nn.Linear) or (mlm and type(layer) not in (nn.Linear, EmittingLinear)):
+            return False
+        if not mlm and "logits_to_keep" not in inspect.signature(model.forward).parameters:
+            return False
+    return all(logits_come_from_output_layer(m, mlm) for m in models)
 
 
 def check_teacher_pretrained(args, output_dir: str) -> None:

@@ -10,7 +10,9 @@ each term averaged over its own positions of the whole optimizer step:
   every real token, as in the original DistilBERT code (distiller.py: `mlm_labels > -1` selects the
   logits of the CE and MSE terms, the attention mask the hidden states of the cosine term).
 Logit terms run chunk by chunk over positions (losses/token_kd.py), so no (B, T, V) float32
-temporaries of either model are materialised; logits are sliced to the tokenizer's vocabulary.
+temporaries of either model are materialised; logits are sliced to the tokenizer's vocabulary. With
+`fuse_output_layers` (the default in train_lm_distill.py) not even the models' logits exist: the loss
+projects what the output layers read, a chunk at a time (losses/fused_vocab.py).
 """
 from __future__ import annotations
 
@@ -21,8 +23,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from distill.objective import Objective
+from distill.objective import Objective, logged_term
+from distill.sharding import gathered, is_shard
 from lm.data import IGNORE
+from lm.output_layer import OUTPUT_LAYER_INPUT
 from losses.fused_vocab import fused_vocab_loss_sums
 from losses.token_kd import chunked_cross_entropy_sum, chunked_divergence_sum, token_divergence
 
@@ -46,17 +50,29 @@ class LMDistillationObjective(Objective):
         # No KV cache in training (nothing generates); hidden states only for the cosine term.
         self.forward_kwargs = ({} if mlm else {"use_cache": False}) | (
             {"output_hidden_states": True} if "cos" in self.weights else {})
+        self.plain_forward_kwargs = self.forward_kwargs  # (the forward that returns full logits)
+        self.teacher_topk = False
 
-    def fuse_output_layers(self, student_layer: nn.Module, teacher_layer: nn.Module | None) -> None:
-        """Causal LMs: the training forwards return their final hidden states (`output_hidden_states`; the
-        logits of the last position only, `logits_to_keep=1`), and `loss_sums` projects them through the
-        models' output layers chunk by chunk (losses/fused_vocab.py): no (B, T, V) logits or logit gradient
-        of either model exist. The layers' weights are read at loss time (the modules DDP wraps).
-        Evaluation still scores full logits."""
-        if self.mlm:
-            raise ValueError("the fused output layer is for causal LMs (a masked LM's forward has no logits_to_keep)")
+    def fuse_output_layers(self, student_layer: nn.Module, teacher_layer: nn.Module | None, *,
+                           teacher_topk: bool = False) -> None:
+        """The training forwards return what the output layers read instead of (B, T, V) logits, and
+        `loss_sums` projects it through the layers chunk by chunk (losses/fused_vocab.py): no (B, T, V) logits or
+        logit gradient of either model exist. Causal LMs: the final hidden states (`output_hidden_states`; the
+        last position's logits only, `logits_to_keep=1`); masked LMs: the output layer's input, returned in
+        `logits` (`OUTPUT_LAYER_INPUT`; the models must have gone through lm/output_layer.emit_output_layer_input).
+        The layers' weights are read at loss time (the modules DDP wraps). Evaluation still scores full logits.
+
+        `teacher_topk`: the teacher is a top-k teacher-output cache (`teacher_layer` None): the loss reads its
+        stored ids and log-probabilities (`logits_topk`), and the teacher's forward (which builds the cache) keeps
+        the plain arguments (`teacher_forward_kwargs`), so a fused and a non-fused run make and read one cache."""
         self.output_layers = (student_layer, teacher_layer)
-        self.forward_kwargs = self.forward_kwargs | {"output_hidden_states": True, "logits_to_keep": 1}
+        self.teacher_topk = teacher_topk
+        fused = {OUTPUT_LAYER_INPUT: True} if self.mlm else {"output_hidden_states": True, "logits_to_keep": 1}
+        self.forward_kwargs = self.plain_forward_kwargs | fused
+
+    @property
+    def teacher_forward_kwargs(self) -> dict:
+        return self.plain_forward_kwargs if self.teacher_topk else self.forward_kwargs
 
     # ------------------------------------------------------------------ positions
     def lm_targets(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
@@ -115,36 +131,63 @@ class LMDistillationObjective(Objective):
         return sums
 
     def _fused_loss_sums(self, batch, student_outputs, teacher_outputs):
-        """The LM, KD and MSE terms from final hidden states (causal LM: they share their positions, so the
-        weights of the terms are known up to the common count and the gradient is computed in the forward)."""
-        positions, targets = self.lm_targets(batch)  # (n,), (B, T)
+        """The LM, KD and MSE terms from what the output layers read (`fuse_output_layers`).
+
+        Each fused call is given the terms' weights as `grad_ratios`, so its gradient is computed in its forward
+        (no second pass over the vocabulary in the backward). The step's ∂L/∂sum_k = w_k/count_k are then known
+        up to one factor only when the call's terms share their count: a causal LM's terms all share their
+        positions (one call), but a masked LM's KD/MSE positions (every real token) are not its LM positions
+        (the masked ones): two calls, KD (+ MSE) over theirs and the LM term over the masked tokens (with
+        `restrict_ce_to_mask` they coincide: one call)."""
+        lm_positions, targets = self.lm_targets(batch)  # (n_lm,), (B, T)
         student_layer, teacher_layer = self.output_layers
-        h_s = student_outputs.hidden_states[-1].flatten(0, 1).index_select(0, positions)  # (n, H)
-        terms = {"ce": self.lm_term} | ({k: k for k in ("kd", "mse") if k in self.weights}
-                                        if teacher_outputs is not None else {})
-        weight = {"ce": self.weights[self.lm_term], "kd": self.weights.get("kd", 0.0) * self.temperature**2,
-                  "mse": self.weights.get("mse", 0.0)}
-        teacher = {}
-        if teacher_outputs is not None:
-            teacher = dict(teacher_hidden=teacher_outputs.hidden_states[-1].flatten(0, 1).index_select(0, positions),
-                           teacher_weight=_gathered(teacher_layer.weight),
-                           teacher_bias=_gathered(teacher_layer.bias))  # (n, H_t), (V_t, H_t), (V_t,) or None
-        if _is_shard(student_layer.weight):
+        if is_shard(student_layer.weight):
             raise RuntimeError("the student's output layer is sharded at loss time; its FSDP root unit must keep "
                                "its weights gathered until the backward (distill/sharding.py)")
-        sums = fused_vocab_loss_sums(h_s, student_layer.weight, student_layer.bias, **teacher,
-                                     targets=targets.flatten().index_select(0, positions), terms=tuple(terms),
-                                     vocab_size=self.vocab_size, chunk_size=self.chunk_size,
-                                     grad_ratios={k: weight[k] for k in terms}, **self.divergence_options)
-        out = {name: sums[k] for k, name in terms.items()}
+        teacher_terms = [k for k in ("kd", "mse") if k in self.weights] if teacher_outputs is not None else []
+        if not self.mlm or self.restrict_ce_to_mask:
+            calls = [(lm_positions, ["ce", *teacher_terms])]
+        else:
+            calls = [(lm_positions, ["ce"])] + ([(self.kd_positions(batch, lm_positions), teacher_terms)]
+                                                if teacher_terms else [])
+        ratio = {"ce": self.weights[self.lm_term], "kd": self.weights.get("kd", 0.0) * self.temperature**2,
+                 "mse": self.weights.get("mse", 0.0)}
+        h_s = self._layer_input(student_outputs)  # (B*T, H)
+        teacher = {}
+        if teacher_terms and self.teacher_topk:  # the cache's rows: ids and log-probabilities at τ
+            teacher = {"topk": tuple(x.flatten(0, 1) for x in teacher_outputs.logits_topk)}  # (B*T, k) each
+        elif teacher_terms:  # (a collective under --fsdp: once per micro-batch, on every process)
+            teacher = {"hidden": self._layer_input(teacher_outputs), "weight": gathered(teacher_layer.weight),
+                       "bias": gathered(teacher_layer.bias)}  # (B*T, H_t), (V_t, H_t), (V_t,) or None
+        sums = {}
+        for positions, terms in calls:
+            ratios = {k: ratio[k] for k in terms}
+            rows = _teacher_rows(teacher, positions) if "kd" in terms or "mse" in terms else {}
+            if "ce" in terms:
+                rows["targets"] = targets.flatten().index_select(0, positions)  # (n,)
+            # a call whose terms all weigh 0 is only logged: no graph (logged_term), no gradient. The ratios are
+            # exact (the call's terms share their count), so the teacher's tensors need not outlive the forward.
+            weighted = any(ratios.values())
+            sums |= logged_term(1.0 if weighted else 0.0, fused_vocab_loss_sums, h_s.index_select(0, positions),
+                                student_layer.weight, student_layer.bias, **rows, terms=tuple(terms),
+                                vocab_size=self.vocab_size, chunk_size=self.chunk_size,
+                                grad_ratios=ratios if weighted else None, keep_teacher=False,
+                                **self.divergence_options)
+        out = {self.lm_term if k == "ce" else k: v for k, v in sums.items()}
         if "kd" in out:
             out["kd"] = out["kd"] * self.temperature**2
-        if "cos" in self.weights and teacher_outputs is not None:
-            cos_positions = self.cos_positions(batch, positions)
+        if "cos" in self.weights and teacher_outputs is not None:  # the encoders' last hidden states
+            cos_positions = self.cos_positions(batch, lm_positions)
             out["cos"] = self.term("cos", _cosine_distance_sum, student_outputs.hidden_states[-1].flatten(0, 1),
                                    teacher_outputs.hidden_states[-1].flatten(0, 1), cos_positions)
         # a term of weight 0 is only logged (its sum has no gradient in the ratios above)
         return {k: v.detach() if self.weights[k] == 0 else v for k, v in out.items()}
+
+    def _layer_input(self, outputs) -> torch.Tensor:
+        """(B*T, H): what the output layer reads. A masked LM's training forward returns it in place of the
+        logits (lm/output_layer.py); a causal LM's is its last hidden state."""
+        x = outputs.logits if self.mlm else outputs.hidden_states[-1]  # (B, T, H)
+        return x.flatten(0, 1)
 
     # ------------------------------------------------------------------ evaluation
     def predictions(self, outputs, batch):
@@ -163,16 +206,13 @@ class LMDistillationObjective(Objective):
         return float(predictions[:, 0].astype(np.float64).sum() / max(predictions[:, 1].sum(), 1.0))
 
 
-def _is_shard(tensor: torch.Tensor | None) -> bool:
-    from torch.distributed.tensor import DTensor
-    return isinstance(tensor, DTensor)
-
-
-def _gathered(tensor: torch.Tensor | None) -> torch.Tensor | None:
-    """A frozen teacher's parameter in full: under --fsdp its root unit is resharded after each forward, so its
-    output layer's weight is a shard when the loss reads it (all-gathered here, a collective every process
-    makes at the same point of the step; a constant, so no gradient is lost)."""
-    return tensor.full_tensor() if _is_shard(tensor) else tensor
+def _teacher_rows(teacher: dict, positions: torch.Tensor) -> dict:
+    """The fused loss's teacher arguments at the flat `positions`: a top-k cache's rows (ids, log-probabilities),
+    or the live teacher's output-layer inputs with its layer."""
+    if "topk" in teacher:
+        return {"teacher_topk": tuple(x.index_select(0, positions) for x in teacher["topk"])}  # (n, k) each
+    return {"teacher_hidden": teacher["hidden"].index_select(0, positions),  # (n, H_t)
+            "teacher_weight": teacher["weight"], "teacher_bias": teacher["bias"]}
 
 
 def _cosine_distance_sum(h_s: torch.Tensor, h_t: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:

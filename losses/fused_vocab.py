@@ -181,14 +181,18 @@ class _FusedVocabSums(torch.autograd.Function):
     Gradients flow to the student's hidden states, weight and bias; the teacher's tensors are constants."""
 
     @staticmethod
-    def forward(ctx, spec: _Spec, h_s, w_s, b_s, h_t, w_t, b_t, top_logp, top_ids, targets):
+    def forward(ctx, spec: _Spec, h_s, w_s, b_s, h_t, w_t, b_t, top_logp, top_ids, targets, keep_teacher):
         ctx.spec = spec
         ctx.set_materialize_grads(False)  # an unused term's gradient arrives as None: its work is skipped
         saved = (h_s, w_s, b_s, h_t, w_t, b_t, top_logp, top_ids, targets)
-        ctx.save_for_backward(*saved)
         needs = tuple(ctx.needs_input_grad[1:4])
+        precompute = spec.grad_ratios is not None and any(needs)
+        # Only a recomputing backward reads the teacher's tensors (and the targets): released when the caller
+        # vouches for its ratios, so that e.g. a teacher weight gathered for this loss is freed after it.
+        ctx.released = precompute and not keep_teacher
+        ctx.save_for_backward(*(saved[:3] + (None,) * 6 if ctx.released else saved))
         ctx.precomputed = None
-        if spec.grad_ratios is not None and any(needs):  # the gradient now, for the announced weights
+        if precompute:  # the gradient now, for the announced weights
             ctx.precomputed = _accumulators(saved, needs)
             totals = _sweep(spec, saved, spec.terms, spec.grad_ratios, ctx.precomputed)
         else:
@@ -203,17 +207,21 @@ class _FusedVocabSums(torch.autograd.Function):
         needs = tuple(ctx.needs_input_grad[1:4])
         used = [(term, g) for term, g in zip(spec.terms, grad_outputs) if g is not None]
         if not used or not any(needs):
-            return (None,) * 10
+            return (None,) * 11
         grads, ctx.precomputed = ctx.precomputed, None  # (scaled in place below: usable once)
         scale = None if grads is None else _common_scale(spec.grad_ratios, grad_outputs)
         if scale is not None:
             grads = tuple(None if x is None else x.mul_(scale.to(x.dtype)) for x in grads)
+        elif ctx.released:
+            raise RuntimeError("fused_vocab_loss_sums: the incoming gradients are not in the proportions of "
+                               f"grad_ratios {spec.grad_ratios} (or this is a second backward), and keep_teacher=False "
+                               "released what recomputing needs; pass keep_teacher=True")
         else:  # recompute each chunk's logits (both models') and weigh the terms by their incoming gradients
             grads = _accumulators(saved, needs)
             terms, weights = tuple(term for term, _ in used), [g for _, g in used]
             _sweep(spec, saved, terms, weights, grads)
         grads = tuple(None if x is None else x.to(inp.dtype) for x, inp in zip(grads, saved[:3]))
-        return None, *grads, None, None, None, None, None, None
+        return None, *grads, None, None, None, None, None, None, None
 
 
 def fused_vocab_loss_sums(student_hidden: torch.Tensor, student_weight: torch.Tensor,
@@ -223,7 +231,8 @@ def fused_vocab_loss_sums(student_hidden: torch.Tensor, student_weight: torch.Te
                           targets: torch.Tensor | None = None, terms: Iterable[str] = ("kd",),
                           divergence: str = "forward_kl", temperature: float = 1.0, jsd_beta: float = 0.5,
                           skew_lambda: float = 0.1, vocab_size: int | None = None, chunk_size: int = 64,
-                          grad_ratios: dict[str, float] | None = None) -> dict[str, torch.Tensor]:
+                          grad_ratios: dict[str, float] | None = None,
+                          keep_teacher: bool = True) -> dict[str, torch.Tensor]:
     """{term: Σ over the N positions} for each of `terms` ("kd", "ce", "mse"), computed from the student's
     hidden states (N, H) at the scored positions and its output layer (weight (V_s, H), bias (V_s,)),
     never materialising (N, V) logits (see the module docstring).
@@ -239,7 +248,10 @@ def fused_vocab_loss_sums(student_hidden: torch.Tensor, student_weight: torch.Te
     (∂L/∂sum_k = c·r_k for some c, e.g. a causal LM's w_kd·τ² : w_clm, whose terms share their positions),
     the gradient of Σ r_k·sum_k is computed in the forward, chunk by chunk, and the backward only scales it
     by c: no second pass over the vocabulary. Should the incoming gradients not be in those proportions
-    (or on a second backward), the backward recomputes as without them: the gradient is right either way."""
+    (or on a second backward), the backward recomputes as without them: the gradient is right either way.
+    `keep_teacher=False` (with `grad_ratios`): the teacher's tensors and the targets are not kept for that
+    recomputation, so they can be freed right after the forward (a teacher weight all-gathered for this loss
+    under FSDP: its vocabulary × hidden floats); a backward in other proportions then raises instead."""
     terms = tuple(terms)
     if not terms or any(term not in FUSED_TERMS for term in terms) or len(set(terms)) != len(terms):
         raise ValueError(f"terms must be distinct names among {FUSED_TERMS}, got {terms}")
@@ -285,5 +297,5 @@ def fused_vocab_loss_sums(student_hidden: torch.Tensor, student_weight: torch.Te
                  v, chunk_size, temperature, student_hidden.device.type, _matmul_dtype(student_hidden, student_weight),
                  ratios)
     sums = _FusedVocabSums.apply(spec, student_hidden, student_weight, student_bias, teacher_hidden, teacher_weight,
-                                 teacher_bias, top_logp, top_ids, targets)
+                                 teacher_bias, top_logp, top_ids, targets, keep_teacher)
     return dict(zip(terms, sums))

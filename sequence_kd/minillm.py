@@ -21,7 +21,10 @@ from __future__ import annotations
 import torch
 
 from distill.objective import Objective
+from distill.sharding import gathered
 from lm.data import IGNORE
+from losses.fused_logprobs import fused_token_logprobs
+from losses.fused_vocab import fused_vocab_loss_sums
 from losses.token_kd import chunked_cross_entropy_sum, chunked_divergence_sum, token_divergence
 
 
@@ -139,6 +142,14 @@ class MiniLLMObjective(Objective):
         self.vocab_size, self.cliprange, self.chunk_size = vocab_size, cliprange, chunk_size
         self.reverse_kl = token_divergence("reverse_kl")
         self.forward_kl = token_divergence("forward_kl")
+        self.output_layers = None  # (student's, teacher's): set by `fuse_output_layers`
+
+    def fuse_output_layers(self, student_layer, teacher_layer) -> None:
+        """As lm/objective.py's: the training forwards return final hidden states (and the last position's
+        logits only), and every term projects them through the output layers chunk by chunk, so neither
+        model's (B, T, V) logits nor the student's logit gradient exist."""
+        self.output_layers = (student_layer, teacher_layer)
+        self.forward_kwargs = self.forward_kwargs | {"output_hidden_states": True, "logits_to_keep": 1}
 
     @staticmethod
     def _shift(x: torch.Tensor, fill) -> torch.Tensor:
@@ -157,6 +168,8 @@ class MiniLLMObjective(Objective):
         return {k: float(rl.numel() if k in ("pg", "reg") else lm.numel()) for k in self.weights}
 
     def loss_sums(self, batch, student_outputs, teacher_outputs):
+        if self.output_layers is not None:
+            return self._fused_loss_sums(batch, student_outputs, teacher_outputs)
         s_logits = student_outputs.logits  # (B, T, V')
         t_logits = teacher_outputs.logits  # (B, T, V'')
         rl, lm, targets = self.positions(batch)
@@ -177,4 +190,46 @@ class MiniLLMObjective(Objective):
         if "kd" in self.weights:
             sums["kd"] = self.term("kd", chunked_divergence_sum, s_logits, t_logits, lm, self.forward_kl,
                                    self.chunk_size, self.vocab_size)
+        return sums
+
+    def _fused_loss_sums(self, batch, student_outputs, teacher_outputs):
+        """The same four sums from final hidden states. pg needs log q per rollout token (its weight on a token
+        depends on log q through the PPO ratio): losses/fused_logprobs.py. reg (reverse KL on the rollout
+        tokens) and lm + kd (CE and forward KL on the text tokens, which share their count, so their weights
+        are known up to that common count) are losses/fused_vocab.py sums, gradient computed in the forward."""
+        rl, lm, targets = self.positions(batch)
+        student_layer, teacher_layer = self.output_layers
+        h_s = student_outputs.hidden_states[-1].flatten(0, 1)  # (B*T, H)
+        h_t = teacher_outputs.hidden_states[-1].flatten(0, 1)  # (B*T, H_t)
+        w_t, b_t = gathered(teacher_layer.weight), gathered(teacher_layer.bias)  # (whole under --fsdp)
+        y = targets.flatten()  # (B*T,)
+        at = lambda key: self._shift(batch[key], 0.0).flatten().index_select(0, rl)  # noqa: E731  (n,)
+
+        def policy_sum():
+            logq = fused_token_logprobs(h_s.index_select(0, rl), student_layer.weight, student_layer.bias,
+                                        y.index_select(0, rl), self.vocab_size, self.chunk_size)  # (n,)
+            return clipped_policy_loss(logq, at("old_logprobs"), at("log_w"), at("advantages"), self.cliprange).sum()
+
+        def vocab_sums(positions, terms, divergence, ratios):
+            # (under logged_term's no_grad, for a term of weight 0, the ratios are ignored; they are exact: the
+            # call's terms share their count, so the teacher's tensors need not outlive the forward)
+            return fused_vocab_loss_sums(h_s.index_select(0, positions), student_layer.weight, student_layer.bias,
+                                         teacher_hidden=h_t.index_select(0, positions), teacher_weight=w_t,
+                                         teacher_bias=b_t, targets=y.index_select(0, positions), terms=terms,
+                                         divergence=divergence, vocab_size=self.vocab_size,
+                                         chunk_size=self.chunk_size, grad_ratios=ratios, keep_teacher=False)
+
+        sums = {"pg": self.term("pg", policy_sum),
+                "reg": self.term("reg", lambda: vocab_sums(rl, ("kd",), "reverse_kl", {"kd": 1.0})["kd"])}
+        text_terms = {"lm": "ce", "kd": "kd"}
+        wanted = {name: term for name, term in text_terms.items() if name in self.weights}
+        if wanted:
+            weights = {term: self.weights[name] for name, term in wanted.items()}
+            if any(weights.values()):
+                text = vocab_sums(lm, tuple(wanted.values()), "forward_kl", {k: w for k, w in weights.items() if w})
+            else:  # (every text term logged only)
+                with torch.no_grad():
+                    text = vocab_sums(lm, tuple(wanted.values()), "forward_kl", None)
+            sums |= {name: text[term].detach() if self.weights[name] == 0 else text[term]
+                     for name, term in wanted.items()}
         return sums

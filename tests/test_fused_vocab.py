@@ -267,6 +267,30 @@ def test_announced_ratios_skip_the_second_pass_only_when_they_hold(weights, reco
     assert mode.products == 2 * 3  # the student's and the teacher's logits of 3 chunks
 
 
+def test_keep_teacher_false_frees_the_teacher_after_the_forward_and_refuses_a_recompute():
+    """keep_teacher=False with grad_ratios: the teacher's tensors are not held by the graph (a weight gathered
+    for the loss is freed as soon as the caller drops it), the gradient is the same when the ratios hold, and a
+    backward in other proportions raises rather than recomputing without the teacher."""
+    import weakref
+    student, teacher, targets = make(seed=7)
+    terms, ratios = ("kd", "ce"), {"kd": 0.7, "ce": 1.3}
+    x_ref = leaves(student)
+    ref = reference_sums(x_ref, teacher, targets, terms, "jsd", **OPTS)
+    (0.7 * ref["kd"] + 1.3 * ref["ce"]).backward()
+    x = leaves(student)
+    weight = teacher["w"].clone()  # as gathered for the loss
+    alive = weakref.ref(weight)
+    sums = fused_sums(x, {**teacher, "w": weight}, targets, terms, "jsd", **OPTS, grad_ratios=ratios,
+                      keep_teacher=False)
+    del weight
+    assert alive() is None  # nothing of the graph keeps it
+    (2 * (0.7 * sums["kd"] + 1.3 * sums["ce"])).backward(retain_graph=True)
+    for k in x:
+        torch.testing.assert_close(x[k].grad, 2 * x_ref[k].grad, rtol=1e-10, atol=1e-12)
+    with pytest.raises(RuntimeError, match="keep_teacher=True"):
+        sums["kd"].backward()
+
+
 def test_bf16_autocast_computes_the_products_like_the_models_lm_head():
     student, teacher, targets = make(dtype=torch.float32)
     x = leaves(student)

@@ -5,7 +5,9 @@ import json
 import random
 
 import pytest
+import torch
 from conftest import assert_same_run, crash_at_step
+from safetensors.torch import load_file
 from test_train_lm_distill import read_json, run_error, run_ok
 from toys import build_gpt2
 
@@ -228,3 +230,28 @@ def test_evaluation_with_nothing_held_out_is_refused_up_front(gen, tmp_path, cap
     assert "--do_eval" in err and "--validation_file" in err, err
     assert not out.exists() or not any(out.iterdir())
     assert not store.exists()
+
+
+def test_minillm_with_fused_output_layers_trains_as_with_the_models_own_logits(gen, tmp_path, monkeypatch):
+    """The default (policy, single-step and text terms from final hidden states through the output layers)
+    against --no_fused_output_layer: the rollouts are sampled from the same weights with the same seeds, so
+    both runs see the same tokens; logged terms agree to float32 summation order (1e-4 relative on 6-digit
+    logs), the weights after 6 PPO steps to 1e-5."""
+    import sequence_kd.minillm as minillm
+    calls = []
+    real = minillm.fused_token_logprobs
+    monkeypatch.setattr(minillm, "fused_token_logprobs", lambda *a, **k: calls.append(1) or real(*a, **k))
+    run_ok(*minillm_args(gen, tmp_path / "fused", "--do_train", "--report_to", "none"))
+    assert len(calls) == 6  # every optimizer step's policy term through the fused path
+    run_ok(*minillm_args(gen, tmp_path / "logits", "--do_train", "--report_to", "none", "--no_fused_output_layer"))
+    assert len(calls) == 6
+    logs = [read_json(tmp_path / d / "trainer_state.json")["log_history"] for d in ("fused", "logits")]
+    steps = [[e for e in log if "loss/total" in e] for log in logs]
+    assert len(steps[0]) == len(steps[1]) == 6
+    for a, b in zip(*steps):
+        for key in ("loss/total", "loss/pg", "loss/reg", "loss/lm", "loss/kd"):
+            assert a[key] == pytest.approx(b[key], rel=1e-4, abs=1e-7), key
+    fused, plain = (load_file(tmp_path / d / "model.safetensors") for d in ("fused", "logits"))
+    assert fused.keys() == plain.keys()
+    for name in fused:
+        assert torch.allclose(fused[name], plain[name], rtol=1e-4, atol=1e-5), name
