@@ -112,10 +112,11 @@ def set_rng_state(state: dict) -> None:
 
 
 def save_checkpoint(path: str, *, model, tokenizer, optimizer, scheduler, state: TrainerState,
-                    teacher_state: dict, process_rng: dict, student_state: dict | None = None,
+                    teacher_state: dict, process_rng: list[dict], student_state: dict | None = None,
                     source_state: list | None = None, run_flags: dict | None = None,
                     shards_dir: str | None = None) -> None:
     """Write a complete checkpoint atomically (temp dir, then rename). `model` is the plain model;
+    `process_rng`, each process's RNG states (`rng_state()`), by rank;
     `student_state`, when given, the training model's own state (e.g. MPO cores) for an exact resume;
     `source_state`, each process's batch-source state (MiniLLM's rollout buffer); `run_flags`, the
     flags that define the run (a resume with other flags is refused); `shards_dir`, the model's and
@@ -167,7 +168,9 @@ def restore_checkpoint(path: str, total_steps: int, *, student, transformed: boo
         optimizer.load_state_dict(training["optimizer"])
     scheduler.load_state_dict(training["scheduler"])
     teacher.load_state_dict(training["teacher"])
-    set_rng_state(training["rng"])
+    rngs = training["rng"] if isinstance(training["rng"], list) else [training["rng"]]  # (older: the main's only)
+    # this process's own RNG; on another number of processes the main process's (not an exact resume anyway)
+    set_rng_state(rngs[rank] if rank < len(rngs) else rngs[0])
     sources = training.get("source") or []
     source.load_state_dict(sources[rank] if rank < len(sources) else {})
     return state

@@ -287,6 +287,18 @@ def _layer_list(model: nn.Module) -> tuple[str, nn.ModuleList]:
     return found[0]
 
 
+def set_layers(config, layer_ids: list[int]) -> None:
+    """`config` describes the model made of `layer_ids` of its layers: the layer count, and every per-layer list
+    (`layer_types`: Gemma 2's, Qwen 2's or ModernBERT's sliding or full attention per layer) cut the same way, so
+    that each kept layer keeps its own kind."""
+    n = config.num_hidden_layers
+    for name in ("layer_types",):
+        values = getattr(config, name, None)
+        if isinstance(values, (list, tuple)) and len(values) == n:
+            setattr(config, name, [values[i] for i in layer_ids])
+    config.num_hidden_layers = len(layer_ids)
+
+
 def keep_layers(model: PreTrainedModel, layer_ids: list[int]) -> PreTrainedModel:
     """A new model of the same class made of `layer_ids` of `model` (in that order) plus everything
     outside the layer stack (embeddings, pooler, head): DistilBERT's student initialisation."""
@@ -296,7 +308,7 @@ def keep_layers(model: PreTrainedModel, layer_ids: list[int]) -> PreTrainedModel
                          f"(ids 0..{n_source - 1}); fix --student_layers/--num_layers")
     stack_name, _ = _layer_list(model)
     config = model.config.__class__.from_dict(model.config.to_dict())
-    config.num_hidden_layers = len(layer_ids)
+    set_layers(config, layer_ids)
     student = model.__class__(config)
     prefix = stack_name + "."
     new_state = {}

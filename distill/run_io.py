@@ -94,7 +94,8 @@ class RunFiles:
                         process_rng: dict, student_state: dict | None, source_state: dict,
                         keep: tuple[int | None, ...], shards=None) -> None:
         """checkpoint-<step> (distill/checkpoint.py), then the rotation that spares the steps in `keep`.
-        Synchronises processes: each one's batch-source state is kept (MiniLLM's rollout buffers differ).
+        Synchronises processes: each one's batch-source and RNG states are kept (MiniLLM's rollout buffers,
+        each process's masks and dropout differ).
         `shards(dir)` (--fsdp) writes the model's and optimizer's shards, every process its own: into a
         temporary dir first (`.tmp-*`, removed by the next run if a kill comes), which the main process then
         moves into the checkpoint before it is renamed into place."""
@@ -111,11 +112,13 @@ class RunFiles:
             with writing(f"checkpoint {path}", cleanup=staged):
                 shards(staged)
             acc.wait_for_everyone()
+        # every process's own batch-source and RNG states (MLM masks, dropout: each process draws its own)
         source_states = gather_object([source_state]) if acc.num_processes > 1 else [source_state]
+        rng_states = gather_object([process_rng]) if acc.num_processes > 1 else [process_rng]
         if acc.is_main_process:
             save_checkpoint(path, model=model,
                             tokenizer=self.tokenizer, optimizer=optimizer, scheduler=scheduler, state=state,
-                            teacher_state=teacher_state, process_rng=process_rng, student_state=student_state,
+                            teacher_state=teacher_state, process_rng=rng_states, student_state=student_state,
                             source_state=source_states, run_flags=self.start.flags if self.start else None,
                             shards_dir=staged)
             rotate_checkpoints(self.output_dir, self.args.save_total_limit, keep=keep)

@@ -99,12 +99,24 @@ def is_shard(tensor: torch.Tensor | None) -> bool:
     return isinstance(tensor, DTensor)
 
 
-def gathered(tensor: torch.Tensor | None) -> torch.Tensor | None:
-    """A frozen teacher's parameter in full: under --fsdp the teacher's root unit is resharded after each
-    forward, so its output layer's weight is a shard when a fused LM loss reads it; all-gathered here (a
-    collective every process makes at the same point of the step). Only for constants: the gathered copy
-    carries no gradient back to the shard. Anything else is returned as it is."""
-    return tensor.full_tensor() if is_shard(tensor) else tensor
+def gathered(tensor: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor | None:
+    """A frozen teacher's parameter in full, for a loss that multiplies it with `like` (the hidden states):
+    under --fsdp the teacher's root unit is resharded after each forward, so its output layer's weight is a
+    shard when a fused LM loss reads it; all-gathered here (a collective every process makes at the same
+    point of the step). Only for constants: the gathered copy carries no gradient back to the shard. Each
+    shard is first moved to `like`'s device (under --fsdp_offload the shards live in CPU memory, and NCCL
+    gathers GPU tensors only) and, under autocast, cast to its dtype (bf16: what the loss multiplies in, at
+    half the bytes to gather and to hold). Anything else is returned as it is."""
+    if not is_shard(tensor):
+        return tensor
+    from torch.distributed.tensor import DTensor
+    device_type = like.device.type
+    dtype = torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else tensor.dtype
+    local = tensor.to_local().detach().to(device=like.device, dtype=dtype)
+    # (shape and stride given: FSDP's shards may be uneven, which from_local cannot infer)
+    whole = DTensor.from_local(local, tensor.device_mesh, tensor.placements, run_check=False, shape=tensor.shape,
+                               stride=tensor.stride())
+    return whole.full_tensor()
 
 
 def all_processes(flag: bool, models) -> bool:
@@ -274,7 +286,9 @@ class PlainSkeleton:
     into it and drops it after the save, so the main process holds a whole copy only while saving."""
 
     def __init__(self, model: nn.Module):
-        self.buffers = {name: b.detach().to("cpu", copy=True) for name, b in model.named_buffers()}
+        # (every name of a buffer shared between modules: to_empty gives each its own storage)
+        self.buffers = {name: b.detach().to("cpu", copy=True)
+                        for name, b in model.named_buffers(remove_duplicate=False)}
         self.meta = copy.deepcopy(model).to("meta")
 
     def build(self) -> nn.Module:

@@ -260,6 +260,10 @@ def make_frozen_teacher(model, accelerator, args, *, temperature: float = 1.0,
     (`--cache_teacher_outputs`) or live. `vocab_size`: LM distillation's vocabulary, for top-k."""
     if not args.cache_teacher_outputs:
         return FrozenTeacher(model, accelerator)
+    top_k = args.teacher_cache_top_k
+    if top_k is not None and vocab_size is not None and top_k > vocab_size:
+        raise UsageError(f"--teacher_cache_top_k {top_k} is larger than the vocabulary ({vocab_size} tokens); give at "
+                         f"most {vocab_size} (that many keeps the teacher's distribution exactly)")
     return CachedTeacher(model, accelerator, args.teacher_cache_dir, args.teacher_cache_top_k, temperature,
                          vocab_size)
 

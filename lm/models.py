@@ -35,6 +35,7 @@ from distill.modeling import (
     load_source_config,
     load_teacher_tokenizer,
     load_tokenizer,
+    set_layers,
 )
 from distill.run_dir import inside
 from distill.text_files import json_type, parse_json, read_text
@@ -62,18 +63,27 @@ def fused_output_layer_applies(loss_args, train_args, mlm: bool, student, teache
     loss (lm/objective.py)."""
     if not loss_args.fused_output_layer:
         return False
+
+    def not_fused(why: str) -> bool:  # (said in the log: the run scores the models' full logits instead)
+        logger.info("fused output layers: not used, %s; the loss scores the models' logits chunk by chunk", why)
+        return False
     if train_args.cache_teacher_outputs:
         if train_args.teacher_cache_top_k is None:
-            return False
+            return not_fused("the teacher-output cache stores full logits (--teacher_cache_top_k stores what the "
+                             "fused loss reads)")
         teacher = None  # the cache stands in for the teacher's output layer
     models = [m for m in (student, teacher) if m is not None]
     for model in models:
+        name = type(model).__name__
         layer = model.get_output_embeddings()
         if not isinstance(layer, nn.Linear) or (mlm and type(layer) not in (nn.Linear, EmittingLinear)):
-            return False
+            return not_fused(f"{name}'s output layer is a {type(layer).__name__}, not a plain nn.Linear")
         if not mlm and "logits_to_keep" not in inspect.signature(model.forward).parameters:
-            return False
-    return all(logits_come_from_output_layer(m, mlm) for m in models)
+            return not_fused(f"{name}'s forward takes no logits_to_keep")
+        if not logits_come_from_output_layer(model, mlm):
+            return not_fused(f"{name}'s logits are not its output layer's output as it is (e.g. soft-capped or "
+                             "scaled after it)")
+    return True
 
 
 def check_teacher_pretrained(args, output_dir: str) -> None:
@@ -197,7 +207,9 @@ def build_student(args, teacher: PreTrainedModel | None, mlm: bool, layer_ids: l
                                trust_remote_code=args.trust_remote_code, layer_ids=layer_ids)
     if args.student_config:
         config = student_config(args.student_config, args.student_type, args.cache_dir, args.trust_remote_code)
-        if layer_ids is not None:
+        if layer_ids is not None and max(layer_ids) < config.num_hidden_layers:
+            set_layers(config, layer_ids)  # (a config of the teacher's size, cut like the teacher)
+        elif layer_ids is not None:
             config.num_hidden_layers = len(layer_ids)
         torch.manual_seed(seed)
         student = _from_config(auto, config, f"--student_config {args.student_config}")

@@ -157,8 +157,9 @@ class LMDistillationObjective(Objective):
         if teacher_terms and self.teacher_topk:  # the cache's rows: ids and log-probabilities at τ
             teacher = {"topk": tuple(x.flatten(0, 1) for x in teacher_outputs.logits_topk)}  # (B*T, k) each
         elif teacher_terms:  # (a collective under --fsdp: once per micro-batch, on every process)
-            teacher = {"hidden": self._layer_input(teacher_outputs), "weight": gathered(teacher_layer.weight),
-                       "bias": gathered(teacher_layer.bias)}  # (B*T, H_t), (V_t, H_t), (V_t,) or None
+            h_t = self._layer_input(teacher_outputs)  # (B*T, H_t)
+            teacher = {"hidden": h_t, "weight": gathered(teacher_layer.weight, h_t),
+                       "bias": gathered(teacher_layer.bias, h_t)}  # (V_t, H_t), (V_t,) or None
         sums = {}
         for positions, terms in calls:
             ratios = {k: ratio[k] for k in terms}

@@ -201,7 +201,7 @@ class MiniLLMObjective(Objective):
         student_layer, teacher_layer = self.output_layers
         h_s = student_outputs.hidden_states[-1].flatten(0, 1)  # (B*T, H)
         h_t = teacher_outputs.hidden_states[-1].flatten(0, 1)  # (B*T, H_t)
-        w_t, b_t = gathered(teacher_layer.weight), gathered(teacher_layer.bias)  # (whole under --fsdp)
+        w_t, b_t = gathered(teacher_layer.weight, h_t), gathered(teacher_layer.bias, h_t)  # (whole under --fsdp)
         y = targets.flatten()  # (B*T,)
         at = lambda key: self._shift(batch[key], 0.0).flatten().index_select(0, rl)  # noqa: E731  (n,)
 

@@ -11,6 +11,7 @@ ids count real tokens only, so a left-padded prompt gets the same positions as a
 """
 from __future__ import annotations
 
+import inspect
 import math
 from dataclasses import dataclass
 
@@ -67,10 +68,13 @@ class _Stepper:
     def __init__(self, model, ids: torch.Tensor, mask: torch.Tensor, use_cache: bool, vocab_size: int):
         self.model, self.use_cache, self.vocab_size = model, use_cache, vocab_size
         self.ids, self.mask, self.past = ids, mask, None
+        # only the last position's logits are read: (B, 1, V), not (B, T, V), where the forward allows it
+        self.last_only = ({"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.forward).parameters
+                          else {})
 
     def _forward(self, ids, mask, positions):
         out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=self.past,
-                         use_cache=self.use_cache)
+                         use_cache=self.use_cache, **self.last_only)
         if self.use_cache:
             self.past = out.past_key_values
         return out.logits[:, -1, :self.vocab_size].float()  # (B, V)

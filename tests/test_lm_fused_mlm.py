@@ -315,3 +315,21 @@ def test_a_masked_lm_without_a_teacher_is_fused_too(lm, tmp_path, monkeypatch):
            "--report_to", "none", "--do_train")
     assert calls == [("ce",)] * 2
     assert os.path.isfile(tmp_path / "o" / "model.safetensors")
+
+
+def test_a_killed_two_process_masked_lm_run_resumes_exactly(lm, launch, tmp_path):
+    """Each process draws its own masks (and dropout), so a checkpoint keeps every process's RNG state, not only
+    the main process's: killed at the start of step 3 (after checkpoint-2), the same command ends exactly like
+    the uninterrupted 2-process run."""
+    from conftest import assert_same_run
+    common = ["train_lm_distill.py", "--teacher_name", lm["bert"], "--student_layers", "0,2", "--mlm", "--alpha_ce",
+              5.0, "--alpha_mlm", 2.0, "--temperature", 2.0, "--train_file", lm["corpus"], "--max_steps", 4,
+              "--save_steps", 2, "--per_device_train_batch_size", 4, "--max_seq_length", 32, "--learning_rate", 1e-3,
+              "--logging_steps", 1, "--data_cache_dir", lm["cache"], "--disable_tqdm", "--report_to", "none",
+              "--do_train", "--do_eval"]
+    for name, kill, expect in (("full", None, 0), ("resumed", ("step", 3), -9), ("resumed", None, 0)):
+        results = launch.run_processes([*common, "--output_dir", tmp_path / name], 2, kill)
+        for code, log in results:
+            assert code == expect, log[-3000:]
+    assert "resumed from" in results[0][1]
+    assert_same_run(str(tmp_path / "full"), str(tmp_path / "resumed"))

@@ -216,3 +216,25 @@ def test_a_frozen_teacher_must_come_whole_from_its_checkpoint(toy, tmp_path):
     student = load_pretrained(AutoModelForQuestionAnswering, toy["teacher"], what="the student")  # a new head: fine
     with pytest.raises(UsageError, match=r"tokenizer has 60 tokens but the student has embeddings for \d+"):
         check_vocab_fits(student, 60, "student")
+
+
+def test_a_student_cut_from_a_model_with_per_layer_attention_kinds_keeps_each_layers_kind():
+    """Qwen 2 (like Gemma 2 and ModernBERT) lists each layer's attention kind in `layer_types`; cutting layers
+    0 and 3 keeps their kinds (a config whose list no longer matches its layer count is refused by
+    transformers), and the student computes what those layers of the source compute."""
+    import torch
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    from distill.modeling import keep_layers
+    torch.manual_seed(0)
+    config = Qwen2Config(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=4,
+                         num_attention_heads=4, num_key_value_heads=2, use_sliding_window=True, sliding_window=8,
+                         max_window_layers=2)
+    source = Qwen2ForCausalLM(config).eval()
+    assert source.config.layer_types == ["full_attention", "full_attention", "sliding_attention", "sliding_attention"]
+    student = keep_layers(source, [0, 3]).eval()
+    assert student.config.layer_types == ["full_attention", "sliding_attention"]
+    assert student.config.num_hidden_layers == 2
+    for name, value in student.model.layers[1].state_dict().items():
+        assert torch.equal(value, source.model.layers[3].state_dict()[name]), name
+    assert student(input_ids=torch.arange(12)[None]).logits.shape == (1, 12, 64)

@@ -239,3 +239,14 @@ def test_cache_refusals_are_one_line(toy, lm, tmp_path, capsys):
         "--teacher_name_or_path", lm["gpt2"], "--mlm", "--alpha_mlm", "2.0", "--train_file", lm["corpus"],
         "--output_dir", tmp_path / "b", "--cache_teacher_outputs"])
     assert not os.path.exists(tmp_path / "o") and not os.path.exists(tmp_path / "lm")
+
+
+def test_a_top_k_larger_than_the_vocabulary_is_refused_in_one_line(lm, tmp_path, capsys):
+    k = lm["vocab"] + 1
+    code = train_lm_distill.main(lm_args(lm, tmp_path / "out", "--cache_teacher_outputs", "--teacher_cache_dir",
+                                         tmp_path / "cache", "--teacher_cache_top_k", k))
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and err[-1] == (f"error: --teacher_cache_top_k {k} is larger than the vocabulary ({k - 1} "
+                                     f"tokens); give at most {k - 1} (that many keeps the teacher's distribution "
+                                     "exactly)")
+    assert not (tmp_path / "cache").exists()
