@@ -46,7 +46,7 @@ from distill.teacher_cache import check_cache_request, make_frozen_teacher
 from distill.trainer import DistillationTrainer
 from feature_kd.args import GlueFeatureArguments
 from feature_kd.build import add_feature_terms, glue_loss_weights
-from glue.pipeline import LabelOrder, load_data, make_compute_metrics, test_predictions, tokenize
+from glue.pipeline import LabelOrder, dev_predictions, load_data, make_compute_metrics, test_predictions, tokenize
 from glue.submission import expected_submission_files
 from lgtm.args import TeacherLearningArguments
 from lgtm.build import make_learning_teacher, split_quiz_data, zero_output_layer
@@ -159,8 +159,11 @@ def run(argv: list[str] | None = None) -> dict:
     if train_args.do_predict:  # the GLUE server files
         predict = lambda: test_predictions(  # noqa: E731
             trainer, task, data.test_sets, {k: encode(v) for k, v in data.test_sets.items()}, label_order)
+    eval_files = None
+    if data_args.save_eval_predictions:  # per-example dev predictions, for paired comparisons between runs
+        eval_files = lambda: dev_predictions(trainer, task, eval_datasets, label_order)  # noqa: E731
     # the teacher is scored on the same dev set (a teacher that learns: its best version, saved in teacher/)
-    return finish_run(trainer, start, predict=predict)
+    return finish_run(trainer, start, predict=predict, eval_files=eval_files)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -48,7 +48,7 @@ def _log(msg: str) -> None:
 
 
 # ---------------------------------------------------------------- worker: one process of one run
-def build_kd_trainer(shape: dict, device: str, bf16: bool, seed: int):
+def build_kd_trainer(shape: dict, device: str, bf16: bool, seed: int, compile_models: bool = False):
     import torch
     from transformers import BertConfig, BertForSequenceClassification
 
@@ -66,7 +66,8 @@ def build_kd_trainer(shape: dict, device: str, bf16: bool, seed: int):
             intermediate_size=shape["intermediate"], vocab_size=VOCAB, num_labels=2))
 
     args = TrainingArguments(output_dir=tempfile.mkdtemp(prefix="scaling_"), report_to="none", disable_tqdm=True,
-                             per_device_train_batch_size=shape["batch"], use_cpu=device == "cpu", bf16=bf16, seed=seed)
+                             per_device_train_batch_size=shape["batch"], use_cpu=device == "cpu", bf16=bf16, seed=seed,
+                             torch_compile=compile_models)
     accelerator = make_accelerator(args)
     trainer = DistillationTrainer(
         args=args, accelerator=accelerator, student=bert(shape["s_layers"], seed), collator=PaddingCollator(0),
@@ -95,7 +96,7 @@ def run_worker(opts) -> None:
     import torch
     sys.path.insert(0, REPO_ROOT)
     shape = SHAPES[opts.shape] | {k: v for k, v in (("batch", opts.batch), ("seq", opts.seq)) if v}
-    trainer, batch = build_kd_trainer(shape, opts.device, opts.bf16, opts.seed)
+    trainer, batch = build_kd_trainer(shape, opts.device, opts.bf16, opts.seed, opts.torch_compile)
     acc = trainer.accelerator
 
     def sync():
@@ -115,6 +116,7 @@ def run_worker(opts) -> None:
         steps_per_s = opts.steps / elapsed
         result = {"processes": acc.num_processes, "device": acc.device.type, "shape": opts.shape,
                   "per_process_batch": shape["batch"], "seq": shape["seq"], "threads": torch.get_num_threads(),
+                  "torch_compile": opts.torch_compile,
                   "steps_per_s": round(steps_per_s, 4),
                   "examples_per_s": round(steps_per_s * shape["batch"] * acc.num_processes, 2)}
         if acc.device.type == "cuda":
@@ -136,6 +138,7 @@ def launch(processes: int, opts) -> dict:
     worker = [os.path.abspath(__file__), "--_worker", "--shape", opts.shape, "--steps", str(opts.steps), "--warmup",
               str(opts.warmup), "--device", opts.device, "--seed", str(opts.seed), "--peak_tflops",
               str(opts.peak_tflops)] + (["--bf16"] if opts.bf16 else [])
+    worker += ["--torch_compile"] if opts.torch_compile else []
     for flag in ("batch", "seq"):
         if getattr(opts, flag):
             worker += [f"--{flag}", str(getattr(opts, flag))]
@@ -164,6 +167,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="CPU: alternating 1- and 2-process rounds (default %(default)s)")
     p.add_argument("--cores", type=int, default=None, help="CPU cores to split between processes (default: all)")
     p.add_argument("--bf16", action="store_true", help="bf16 mixed precision (GPU)")
+    p.add_argument("--torch_compile", action="store_true",
+                   help="compile the student and the teacher (the trainer's --torch_compile; warm-up steps compile)")
     p.add_argument("--peak_tflops", type=float, default=989.0, help="the device's peak, for MFU (default: "
                                                                       "H100/H200 dense bf16)")
     p.add_argument("--seed", type=int, default=0)

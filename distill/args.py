@@ -106,6 +106,10 @@ class DataArguments:
     max_predict_samples: int | None = field(default=None, metadata={"range": ">= 1",
                                                                         "help": "Keep the first N test examples."})
     overwrite_cache: bool = field(default=False, metadata={"help": "Re-download the Hub dataset."})
+    save_eval_predictions: bool = field(default=False, metadata={
+        "help": "With --do_eval, also write each dev set's per-example predictions and gold labels "
+                "(eval_predictions.json; MNLI's mismatched set: eval_predictions_mm.json), for paired comparisons "
+                "between runs (scripts/sweep.py)."})
 
 
 @dataclass

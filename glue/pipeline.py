@@ -97,3 +97,19 @@ def test_predictions(trainer, task: GlueTask, test_sets: dict[str, Examples],
         preds = predictions_from_logits(task, logits)
         files[file_name] = task_submission_text(file_name, task, test_sets[file_name].index, preds)
     return files
+
+
+def dev_predictions(trainer, task: GlueTask, datasets: dict[str, TokenizedDataset],
+                    label_order: LabelOrder) -> dict[str, dict]:
+    """{eval_predictions<suffix>.json: the dev set's per-example predictions and gold labels}, in the task's
+    canonical label order (class ids; scores for STS-B), with what a paired comparison needs to recompute the
+    metric: the task, its main metric, whether it is a regression. For distill.entry.finish_run to write
+    (`eval_files`); runs on every process (prediction is collective)."""
+    files = {}
+    for suffix, dataset in datasets.items():
+        logits = label_order.canonical_logits(trainer.predict(dataset))
+        labels = label_order.canonical_labels(np.asarray(dataset.columns["labels"]))
+        files[f"eval_predictions{suffix}.json"] = {
+            "task": task.name, "main_metric": task.main_metric, "regression": task.is_regression,
+            "predictions": predictions_from_logits(task, logits).tolist(), "labels": labels.tolist()}
+    return files

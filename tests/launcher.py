@@ -49,12 +49,18 @@ class Launcher:
                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         assert self._read() == {"ready": True}
 
-    def start(self, argv: list, kill: tuple[str, object] | None = None, env: dict | None = None) -> Job:
+    def start(self, argv: list, kill: tuple[str, object] | None = None, env: dict | None = None,
+              log: str | None = None) -> Job:
+        """`log`: where the run's output goes (default: a new file in the launcher's log dir)."""
         self.count += 1
-        log = os.path.join(self.log_dir, f"job{self.count}.log")
+        log = log or os.path.join(self.log_dir, f"job{self.count}.log")
         reply = self._ask({"start": [str(a) for a in argv], "kill": [str(k) for k in kill] if kill else None,
                            "log": log, "env": env or {}})
         return Job(self, reply["id"], log)
+
+    def poll(self, job: Job) -> int | None:
+        """The job's exit status, or None while it runs (then `wait` or `poll` it again)."""
+        return self._ask({"poll": job.id})["status"]
 
     def run(self, argv: list, kill: tuple[str, object] | None = None) -> tuple[int, str]:
         return self.start(argv, kill).wait()
@@ -113,6 +119,12 @@ def serve() -> None:
         message = json.loads(line)
         if "wait" in message:
             answer({"status": wait(children.pop(message["wait"]))})
+            continue
+        if "poll" in message:  # {"status": exit status, or None while it runs}
+            done, status = os.waitpid(message["poll"], os.WNOHANG)
+            if done:
+                children.pop(message["poll"])
+            answer({"status": os.waitstatus_to_exitcode(status) if done else None})
             continue
         pid = os.fork()
         if pid == 0:  # the run

@@ -12,7 +12,8 @@ ENTRY = {"run_glue", "run_squad_w_distillation", "run_imdb_w_distillation", "tra
          "benchmarks"}
 TASKS = {"glue", "squad", "imdb", "lm"}
 METHODS = {"lgtm", "opdf", "feature_kd", "sequence_kd", "takd"}
-LAYER = {**{p: 0 for p in ENTRY}, **{p: 1 for p in TASKS | METHODS}, "distill": 2, "losses": 3}
+TOOLS = {"sweep"}  # runs the entry scripts as commands; imports the core only
+LAYER = {**{p: 0 for p in ENTRY}, **{p: 1 for p in TASKS | METHODS | TOOLS}, "distill": 2, "losses": 3}
 
 
 def ours(name: str) -> str | None:
