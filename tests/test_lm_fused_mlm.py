@@ -13,8 +13,8 @@ import pytest
 import torch
 from conftest import toy_lm_corpus
 from safetensors.torch import load_file
+from test_fused_vocab import _LargestOutput
 from test_train_lm_distill import read_json, run_ok
-from torch.utils._python_dispatch import TorchDispatchMode
 
 import losses.fused_vocab as fused_vocab
 from distill.objective import weighted_loss
@@ -172,19 +172,6 @@ def test_logits_changed_after_the_output_layer_are_not_fused():
                                             num_attention_heads=2, num_key_value_heads=1, head_dim=8,
                                             max_position_embeddings=32))
     assert gemma2.config.final_logit_softcapping and not logits_come_from_output_layer(gemma2, mlm=False)
-
-
-class _LargestOutput(TorchDispatchMode):
-    def __init__(self):
-        super().__init__()
-        self.largest = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        for x in out if isinstance(out, (tuple, list)) else (out,):
-            if isinstance(x, torch.Tensor):
-                self.largest = max(self.largest, x.numel())
-        return out
 
 
 @pytest.mark.parametrize("fused", [True, False])
