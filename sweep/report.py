@@ -15,6 +15,7 @@ import os
 import numpy as np
 
 from distill import io_utils
+from distill.errors import UsageError
 from sweep.manifest import Manifest, Run
 from sweep.runner import is_finished
 from sweep.stats import mean_std, metric_function, paired_bootstrap
@@ -55,6 +56,13 @@ def collect(manifest: Manifest, resamples: int = 10_000, bootstrap_seed: int = 0
                 else:
                     results[(method, run.seed)] = r
         base = manifest.baseline
+        # a paired comparison needs every run of the task scored on the very same dev examples
+        reference = next(iter(results.items()), None)
+        for (method, seed), r in results.items():
+            if not np.array_equal(r["labels"], reference[1]["labels"]) or r["metric"] != reference[1]["metric"]:
+                raise UsageError(f"{task}: {method}/seed{seed} was scored on other dev data (labels or metric) than "
+                                 f"{reference[0][0]}/seed{reference[0][1]}; give every run of a task the same dev "
+                                 "set (--data_dir, --max_eval_samples)")
         for method in manifest.methods:
             seeds = [s for s in manifest.seeds if (method, s) in results]
             if not seeds:

@@ -290,3 +290,28 @@ def test_a_launchers_workers_left_by_a_killed_sweep_are_killed_when_it_starts_ag
                 os.kill(p, signal.SIGKILL)
             except OSError:
                 pass
+
+
+def test_runs_of_a_task_scored_on_other_dev_data_are_refused(uninterrupted, tmp_path):
+    """The comparison pairs runs example by example: a run whose dev labels differ (another --max_eval_samples,
+    another data dir) makes the table refuse in one line rather than compare unlike sets."""
+    import shutil
+
+    from sweep.report import collect
+    manifest, _ = uninterrupted
+    copy_root = tmp_path / "out"
+    shutil.copytree(manifest.output_root, copy_root)
+    text = open(manifest.path, encoding="utf-8").read().replace(json.dumps(manifest.output_root),
+                                                                json.dumps(str(copy_root)))
+    copied = load_manifest(write_manifest(tmp_path / "m.toml", text))
+    # the markers hold the old output dirs: a copied root's runs count as finished only with their own commands
+    for run in copied.runs:
+        from sweep.runner import marker_path
+        with open(marker_path(copied, run), "w") as f:
+            json.dump({"argv": list(run.argv)}, f)
+    path = copy_root / "stsb" / "kd" / "seed2" / "eval_predictions.json"
+    predictions = json.loads(path.read_text())
+    predictions["labels"][0] += 1.0
+    path.write_text(json.dumps(predictions))
+    with pytest.raises(UsageError, match="stsb: kd/seed2 was scored on other dev data"):
+        collect(copied, resamples=100)
